@@ -1,0 +1,133 @@
+"""The `mcpbot` command: run | chat | servers | call. Parses arguments and prints; the work happens elsewhere."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from host.errors import ConfigError, HostError
+from host.log import configure_logging
+from host.mcp.config import ServerConfig, load_servers
+from host.mcp.connection import Status
+from host.mcp.registry import Registry
+from host.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    options = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        code = options.handler(options, settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcpbot", description="A Telegram bot that is a true MCP host.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the Telegram bot")
+    run.set_defaults(handler=_not_built("the Telegram front end"))
+
+    chat = commands.add_parser("chat", help="chat with the bot in this terminal")
+    chat.set_defaults(handler=_not_built("the terminal chat"))
+
+    servers = commands.add_parser("servers", help="connect to every configured MCP server and list its tools")
+    servers.add_argument("--json", action="store_true", help="print JSON instead of text")
+    servers.add_argument("--chat-id", type=int, default=0, help="chat whose per-chat servers to start")
+    servers.set_defaults(handler=_servers)
+
+    call = commands.add_parser("call", help="call one tool of one configured server and print the result")
+    call.add_argument("server", help="server name, as in mcp_servers.json")
+    call.add_argument("tool", help="the server's own tool name")
+    call.add_argument("arguments", nargs="?", default="{}", help="tool arguments as a JSON object")
+    call.add_argument("--chat-id", type=int, default=0, help="chat whose instance of a per-chat server to use")
+    call.set_defaults(handler=_call)
+    return parser
+
+
+def _not_built(what: str) -> Any:
+    def handler(_options: argparse.Namespace, _settings: Settings) -> int:
+        print(f"mcpbot: {what} is not built yet; `mcpbot servers` and `mcpbot call` work.", file=sys.stderr)
+        return 2
+
+    return handler
+
+
+def _servers(options: argparse.Namespace, settings: Settings) -> int:
+    configs = load_servers(settings.mcp_servers_config)
+    report = anyio.run(_server_report, configs, options.chat_id)
+    if options.json:
+        print(json.dumps({"servers": report}, indent=2, ensure_ascii=False))
+        return 0
+    if not report:
+        print(f"no enabled servers in {settings.mcp_servers_config}")
+    for server in report:
+        state = server["status"] if server["error"] is None else f"{server['status']}: {server['error']}"
+        print(f"{server['name']}  [{server['transport']}]  {state}")
+        for tool in server["tools"]:
+            summary = (tool["description"] or "").strip().splitlines()
+            print(f"    {tool['name']}  {summary[0][:100] if summary else ''}".rstrip())
+    return 0
+
+
+async def _server_report(configs: list[ServerConfig], chat_id: int) -> list[dict[str, Any]]:
+    async with Registry(configs) as registry:
+        catalogue = await registry.catalogue(chat_id)
+        return [
+            {
+                "name": connection.name,
+                "transport": connection.config.transport,
+                "status": "connected" if connection.status is Status.CONNECTED else "failed",
+                "error": connection.error,
+                "tools": [
+                    {"name": entry.name, "mcp_name": entry.spec.name, "description": entry.spec.description}
+                    for entry in catalogue
+                    if entry.connection is connection
+                ],
+            }
+            for connection in await registry.connections(chat_id)
+        ]
+
+
+def _call(options: argparse.Namespace, settings: Settings) -> int:
+    try:
+        arguments = json.loads(options.arguments)
+    except json.JSONDecodeError as exc:
+        print(f"arguments are not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(arguments, dict):
+        print("arguments must be a JSON object, for example '{\"path\": \"notes.txt\"}'", file=sys.stderr)
+        return 2
+    configs = [config for config in load_servers(settings.mcp_servers_config) if config.name == options.server]
+    if not configs:
+        print(f"no server named {options.server!r} in {settings.mcp_servers_config}", file=sys.stderr)
+        return 2
+    if configs[0].disabled:
+        print(f"server {options.server!r} is disabled in {settings.mcp_servers_config}", file=sys.stderr)
+        return 2
+
+    async def call() -> int:
+        async with Registry(configs, result_max_chars=sys.maxsize) as registry:
+            try:
+                result = await registry.call_server_tool(options.server, options.tool, arguments, options.chat_id)
+            except HostError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            print(result.text(), file=sys.stderr if result.is_error else sys.stdout)
+            return 1 if result.is_error else 0
+
+    return anyio.run(call)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""mcp_servers.json: parse, expand `${VAR}` and `${VAR:-default}`, validate, and name every fault precisely.
+
+Reads the Claude Desktop dialect (`mcpServers`) and VS Code's (`servers`). Imports nothing from the host
+but errors.
+"""
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from host.errors import ConfigError
+
+CHAT_ID_PLACEHOLDER = "${CHAT_ID}"
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TRANSPORT_ALIASES = {
+    "stdio": "stdio",
+    "sse": "sse",
+    "http": "http",
+    "streamable-http": "http",
+    "streamable_http": "http",
+    "streamableHttp": "http",
+}
+
+Transport = Literal["stdio", "sse", "http"]
+
+
+class ToolFilter(BaseModel):
+    """Which of a server's tools the model may see: glob patterns on the server's own tool names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+
+
+class ServerConfig(BaseModel):
+    """One entry of mcp_servers.json after expansion and validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str
+    transport: Transport
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: Mapping[str, str] = Field(default_factory=dict)
+    disabled: bool = False
+    timeout: float = Field(default=60.0, gt=0, description="seconds for one tool call")
+    init_timeout: float = Field(default=30.0, gt=0, description="seconds to start and list tools")
+    tools: ToolFilter = ToolFilter()
+    scope: Literal["shared", "chat"] = "shared"
+    idle_timeout: float = Field(default=600.0, gt=0, description="seconds before an idle per-chat instance stops")
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError("must be a list of strings, not one string")
+        return value
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> "ServerConfig":
+        if self.transport == "stdio":
+            if not self.command:
+                raise ValueError("a stdio server needs 'command'")
+            if self.url or self.headers:
+                raise ValueError("a stdio server takes 'command', not 'url' or 'headers'")
+        else:
+            if not self.url:
+                raise ValueError(f"an {self.transport} server needs 'url'")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError("'url' must start with http:// or https://")
+            if self.command or self.args or self.env or self.cwd:
+                raise ValueError("a remote server takes 'url' and 'headers', not 'command', 'args', 'env' or 'cwd'")
+        uses_chat_id = any(CHAT_ID_PLACEHOLDER in text for text in self._chat_templated())
+        if uses_chat_id and self.scope != "chat":
+            raise ValueError(f"{CHAT_ID_PLACEHOLDER} is only replaced in servers with \"scope\": \"chat\"")
+        return self
+
+    def _chat_templated(self) -> list[str]:
+        return [*self.args, *self.env.values(), *([self.cwd] if self.cwd else [])]
+
+    def for_chat(self, chat_id: int) -> "ServerConfig":
+        """This server's settings for one chat: `${CHAT_ID}` replaced in args, env and cwd."""
+        chat = str(chat_id)
+        return self.model_copy(
+            update={
+                "args": tuple(arg.replace(CHAT_ID_PLACEHOLDER, chat) for arg in self.args),
+                "env": {key: value.replace(CHAT_ID_PLACEHOLDER, chat) for key, value in self.env.items()},
+                "cwd": self.cwd.replace(CHAT_ID_PLACEHOLDER, chat) if self.cwd else None,
+            }
+        )
+
+
+def load_servers(path: Path, environ: Mapping[str, str] | None = None) -> list[ServerConfig]:
+    """Read, expand and validate the server list; every fault is one ConfigError naming file, server, field."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (set MCP_SERVERS_CONFIG to the server list)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    return parse_servers(document, source=str(path), environ=environ)
+
+
+def parse_servers(document: object, *, source: str, environ: Mapping[str, str]) -> list[ServerConfig]:
+    """Validate an already decoded document; `source` names it in messages."""
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the top level must be a JSON object with \"mcpServers\"")
+    key = "mcpServers" if "mcpServers" in document else "servers" if "servers" in document else None
+    if key is None:
+        raise ConfigError(f"{source}: no \"mcpServers\" (or VS Code's \"servers\") object found")
+    entries = document[key]
+    if not isinstance(entries, dict):
+        raise ConfigError(f"{source}: \"{key}\" must be an object mapping server names to settings")
+    servers = []
+    for name, raw in entries.items():
+        where = f"{source}: server {name!r}"
+        if not name or not isinstance(raw, dict):
+            raise ConfigError(f"{where}: must be an object of settings")
+        expanded = _expand(raw, environ, where, path=())
+        servers.append(_validate(name, expanded, where))
+    return servers
+
+
+def _validate(name: str, raw: dict[str, Any], where: str) -> ServerConfig:
+    fields = dict(raw)
+    if "type" in fields and "transport" in fields:
+        raise ConfigError(f"{where}: field 'type': give 'type' or 'transport', not both")
+    kind_field = "type" if "type" in fields else "transport"
+    kind = fields.pop(kind_field, None)
+    if kind is None:
+        transport = _infer_transport(fields, where)
+    elif isinstance(kind, str) and kind in _TRANSPORT_ALIASES:
+        transport = _TRANSPORT_ALIASES[kind]
+    else:
+        choices = ", ".join(sorted(_TRANSPORT_ALIASES))
+        raise ConfigError(f"{where}: field '{kind_field}': {kind!r} is not one of {choices}")
+    try:
+        return ServerConfig(name=name, transport=transport, **fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        label = f"field '{field}'" if field else "settings"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{where}: {label}: {message}{more}") from None
+    except TypeError as exc:  # a non-string key such as a duplicate 'name'
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _infer_transport(fields: dict[str, Any], where: str) -> Transport:
+    if "command" in fields:
+        return "stdio"
+    url = fields.get("url")
+    if isinstance(url, str):
+        path = url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+        return "sse" if path.endswith("/sse") else "http"
+    raise ConfigError(f"{where}: needs 'command' (a local server) or 'url' (a remote one)")
+
+
+def _expand(value: Any, environ: Mapping[str, str], where: str, path: tuple[str, ...]) -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string; `${CHAT_ID}` is left for per-chat instances."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            variable, default = match.group(1), match.group(2)
+            if variable == "CHAT_ID" and default is None:
+                return match.group(0)
+            if variable in environ:
+                return environ[variable]
+            if default is not None:
+                return default
+            field = ".".join(path) or "value"
+            raise ConfigError(
+                f"{where}: field '{field}': environment variable {variable} is not set "
+                f"(write ${{{variable}:-default}} to give a default)"
+            )
+
+        return _VARIABLE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {key: _expand(item, environ, where, (*path, str(key))) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, environ, where, (*path, str(index))) for index, item in enumerate(value)]
+    return value

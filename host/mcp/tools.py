@@ -1,0 +1,143 @@
+"""Host values for tools and their results, built from the SDK's types at this edge and nowhere else.
+
+Imports mcp_types only; no other host module.
+"""
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp_types
+
+DEFAULT_RESULT_MAX_CHARS = 16_000
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """One tool as its server describes it."""
+
+    server: str
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    read_only: bool | None = None
+    destructive: bool | None = None
+
+    @classmethod
+    def from_mcp(cls, server: str, tool: mcp_types.Tool) -> "ToolSpec":
+        annotations = tool.annotations
+        return cls(
+            server=server,
+            name=tool.name,
+            description=tool.description or tool.title or "",
+            input_schema=dict(tool.input_schema),
+            read_only=annotations.read_only_hint if annotations else None,
+            destructive=annotations.destructive_hint if annotations else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryPart:
+    """An image, an audio clip or a binary resource: kept whole for front ends that can show it."""
+
+    kind: str  # "image", "audio" or "resource"
+    mime_type: str
+    data: bytes
+    uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceTextPart:
+    uri: str
+    text: str
+    mime_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPart:
+    uri: str
+    name: str
+    description: str | None = None
+
+
+Part = TextPart | BinaryPart | ResourceTextPart | LinkPart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What one tool call gave back: content parts, optional structured content, and whether it failed."""
+
+    parts: tuple[Part, ...]
+    is_error: bool = False
+    structured: dict[str, Any] | None = field(default=None)
+
+    @classmethod
+    def error(cls, message: str) -> "ToolResult":
+        return cls(parts=(TextPart(message),), is_error=True)
+
+    @classmethod
+    def from_mcp(cls, result: mcp_types.CallToolResult) -> "ToolResult":
+        return cls(
+            parts=tuple(_part(block) for block in result.content),
+            is_error=bool(result.is_error),
+            structured=result.structured_content,
+        )
+
+    def text(self) -> str:
+        """Everything a text-only reader (the model, a terminal) should see, uncapped."""
+        pieces = [_describe(part) for part in self.parts]
+        if self.structured is not None and not any(isinstance(part, TextPart) for part in self.parts):
+            pieces.append(json.dumps(self.structured, ensure_ascii=False, default=str))
+        return "\n".join(pieces)
+
+    def capped(self, max_chars: int = DEFAULT_RESULT_MAX_CHARS) -> "ToolResult":
+        """This result with its text cut to `max_chars` and a visible note; binary parts are kept."""
+        text = self.text()
+        if len(text) <= max_chars:
+            return self
+        note = f"\n[truncated: showing the first {max_chars} of {len(text)} characters]"
+        binary = tuple(part for part in self.parts if isinstance(part, BinaryPart))
+        return ToolResult(parts=(TextPart(text[:max_chars] + note), *binary), is_error=self.is_error)
+
+
+def _part(block: mcp_types.ContentBlock) -> Part:
+    match block:
+        case mcp_types.TextContent():
+            return TextPart(block.text)
+        case mcp_types.ImageContent() | mcp_types.AudioContent():
+            return BinaryPart(block.type, block.mime_type, _decode(block.data))
+        case mcp_types.EmbeddedResource(resource=mcp_types.TextResourceContents() as contents):
+            return ResourceTextPart(str(contents.uri), contents.text, contents.mime_type)
+        case mcp_types.EmbeddedResource(resource=mcp_types.BlobResourceContents() as contents):
+            mime = contents.mime_type or "application/octet-stream"
+            return BinaryPart("resource", mime, _decode(contents.blob), str(contents.uri))
+        case mcp_types.ResourceLink():
+            return LinkPart(str(block.uri), block.name, block.description)
+    return TextPart(f"[unsupported content: {getattr(block, 'type', type(block).__name__)}]")
+
+
+def _decode(data: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        return b""
+
+
+def _describe(part: Part) -> str:
+    match part:
+        case TextPart():
+            return part.text
+        case ResourceTextPart():
+            return f"[resource {part.uri}]\n{part.text}"
+        case LinkPart():
+            about = f": {part.description}" if part.description else ""
+            return f"[link {part.name} {part.uri}{about}]"
+        case BinaryPart():
+            where = f" {part.uri}" if part.uri else ""
+            return f"[{part.kind}{where}: {part.mime_type}, {len(part.data)} bytes]"

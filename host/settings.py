@@ -1,0 +1,55 @@
+"""Settings from the environment and `.env`, validated once at start (pydantic-settings).
+
+Secrets are SecretStr so that they never print in a repr or a log line. Imports nothing from the host.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    """Every knob of the bot; the README's configuration table lists them."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_url: str | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+
+    llm_base_url: str = "http://localhost:11434/v1"
+    llm_model_name: str = "gpt-oss:20b"
+    llm_api_key: SecretStr = SecretStr("ollama")
+    llm_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(default=2048, gt=0)
+
+    database_url: str = "sqlite+aiosqlite:///./data/mcpbot.db"
+    redis_url: str | None = None
+
+    admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    secret_key: SecretStr | None = None
+
+    rate_limit_user_requests: int = Field(default=20, gt=0)
+    rate_limit_user_window: int = Field(default=60, gt=0)
+    rate_limit_global_requests: int = Field(default=100, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    mcp_servers_config: Path = Path("./mcp_servers.json")
+
+    @field_validator("admin_user_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        """Accept `1,2,3` (and spaces) as well as a JSON list."""
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(",", " ").split()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
