@@ -106,7 +106,7 @@ def _call(options: argparse.Namespace, settings: Settings) -> int:
         print(f"arguments are not valid JSON: {exc}", file=sys.stderr)
         return 2
     if not isinstance(arguments, dict):
-        print("arguments must be a JSON object, for example '{\"path\": \"notes.txt\"}'", file=sys.stderr)
+        print('arguments must be a JSON object, for example \'{"path": "notes.txt"}\'', file=sys.stderr)
         return 2
     configs = [config for config in load_servers(settings.mcp_servers_config) if config.name == options.server]
     if not configs:

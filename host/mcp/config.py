@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from host.errors import ConfigError
 
+Transport = Literal["stdio", "sse", "http"]
 CHAT_ID_PLACEHOLDER = "${CHAT_ID}"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_TRANSPORT_ALIASES = {
+_TRANSPORT_ALIASES: dict[str, "Transport"] = {
     "stdio": "stdio",
     "sse": "sse",
     "http": "http",
@@ -25,8 +26,6 @@ _TRANSPORT_ALIASES = {
     "streamable_http": "http",
     "streamableHttp": "http",
 }
-
-Transport = Literal["stdio", "sse", "http"]
 
 
 class ToolFilter(BaseModel):
@@ -81,7 +80,7 @@ class ServerConfig(BaseModel):
                 raise ValueError("a remote server takes 'url' and 'headers', not 'command', 'args', 'env' or 'cwd'")
         uses_chat_id = any(CHAT_ID_PLACEHOLDER in text for text in self._chat_templated())
         if uses_chat_id and self.scope != "chat":
-            raise ValueError(f"{CHAT_ID_PLACEHOLDER} is only replaced in servers with \"scope\": \"chat\"")
+            raise ValueError(f'{CHAT_ID_PLACEHOLDER} is only replaced in servers with "scope": "chat"')
         return self
 
     def _chat_templated(self) -> list[str]:
@@ -118,13 +117,13 @@ def load_servers(path: Path, environ: Mapping[str, str] | None = None) -> list[S
 def parse_servers(document: object, *, source: str, environ: Mapping[str, str]) -> list[ServerConfig]:
     """Validate an already decoded document; `source` names it in messages."""
     if not isinstance(document, dict):
-        raise ConfigError(f"{source}: the top level must be a JSON object with \"mcpServers\"")
+        raise ConfigError(f'{source}: the top level must be a JSON object with "mcpServers"')
     key = "mcpServers" if "mcpServers" in document else "servers" if "servers" in document else None
     if key is None:
-        raise ConfigError(f"{source}: no \"mcpServers\" (or VS Code's \"servers\") object found")
+        raise ConfigError(f'{source}: no "mcpServers" (or VS Code\'s "servers") object found')
     entries = document[key]
     if not isinstance(entries, dict):
-        raise ConfigError(f"{source}: \"{key}\" must be an object mapping server names to settings")
+        raise ConfigError(f'{source}: "{key}" must be an object mapping server names to settings')
     servers = []
     for name, raw in entries.items():
         where = f"{source}: server {name!r}"

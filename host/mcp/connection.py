@@ -16,10 +16,10 @@ import httpx2
 import mcp_types
 import structlog
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client._transport import Transport, TransportStreams
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.client._transport import Transport, TransportStreams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
@@ -51,7 +51,6 @@ class ServerConnection:
         self,
         config: ServerConfig,
         *,
-        on_change: Callable[[], None] = lambda: None,
         backoff_first: float = BACKOFF_FIRST,
         backoff_cap: float = BACKOFF_CAP,
     ) -> None:
@@ -62,7 +61,6 @@ class ServerConnection:
         self.instructions: str | None = None
         self.protocol_version: str | None = None
         self.retry_at: float | None = None
-        self._on_change = on_change
         self._backoff_first = backoff_first
         self._backoff_cap = backoff_cap
         self._client: Client | None = None
@@ -71,6 +69,7 @@ class ServerConnection:
         self._settled = anyio.Event()
         self._stopped = anyio.Event()
         self._scope = anyio.CancelScope()
+        self._changed = anyio.Event()
 
     @property
     def name(self) -> str:
@@ -95,6 +94,15 @@ class ServerConnection:
             self._settled.set()
             self._stopped.set()
 
+    async def wait_until(self, condition: Callable[["ServerConnection"], bool]) -> None:
+        """Return once `condition(self)` holds; it is checked again after every change of status or tools."""
+        while not condition(self):
+            await self._changed.wait()
+
+    def _notify_change(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
     async def wait_settled(self) -> None:
         """Return once the first attempt has connected or failed."""
         await self._settled.wait()
@@ -104,12 +112,12 @@ class ServerConnection:
         self._scope.cancel()
         await self._stopped.wait()
 
-    async def call(self, tool: str, arguments: dict[str, Any], timeout: float | None = None) -> ToolResult:
+    async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
         """Call one tool; a failure of the tool itself comes back as an error result, a dead server raises."""
         client = self._client
         if client is None or self.status is not Status.CONNECTED:
             raise ServerUnavailable(self._unavailable_reason())
-        seconds = timeout or self.config.timeout
+        seconds = self.config.timeout
         with anyio.move_on_after(seconds + CALL_GRACE) as guard:
             try:
                 result = await client.call_tool(tool, arguments, read_timeout_seconds=seconds)
@@ -144,7 +152,7 @@ class ServerConnection:
         self.status, self.error = status, error
         if status is not Status.CONNECTED:
             self.tools = ()
-        self._on_change()
+        self._notify_change()
 
     async def _connect_once(self) -> bool:
         """One connection's whole life; returns whether it got as far as listing tools."""
@@ -170,15 +178,19 @@ class ServerConnection:
                     connected = True
                     self._set(Status.CONNECTED, None)
                     self._settled.set()
-                    log.info("mcp_server_connected", server=self.name, tools=len(self.tools),
-                             protocol=client.protocol_version)
+                    log.info(
+                        "mcp_server_connected",
+                        server=self.name,
+                        tools=len(self.tools),
+                        protocol=client.protocol_version,
+                    )
                     async with anyio.create_task_group() as tasks:
                         tasks.start_soon(self._follow_changes, client)
                         await self._lost.wait()
                         tasks.cancel_scope.cancel()
             if init_scope.cancelled_caught and not connected:
                 reason = f"did not start within {self.config.init_timeout:g} s"
-        except Exception as exc:  # noqa: BLE001 - any failure of a server is reported, never raised
+        except Exception as exc:
             reason = _describe(exc)
         finally:
             self._client = None
@@ -226,7 +238,7 @@ class ServerConnection:
                     with anyio.fail_after(self.config.init_timeout):
                         await self._load_tools(client)
                     log.info("mcp_tools_changed", server=self.name, tools=len(self.tools))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log.warning("mcp_tools_refresh_failed", server=self.name, error=_describe(exc))
 
     async def _listen(self, client: Client) -> None:
@@ -234,7 +246,7 @@ class ServerConnection:
             async with client.listen(tools_list_changed=True) as subscription:
                 async for _event in subscription:
                     self._refresh_wanted.set()
-        except Exception as exc:  # noqa: BLE001 - losing the stream only loses change notices
+        except Exception as exc:
             log.info("mcp_listen_ended", server=self.name, error=_describe(exc))
 
     async def _load_tools(self, client: Client) -> None:
@@ -253,15 +265,20 @@ class ServerConnection:
             if any(fnmatch.fnmatchcase(tool.name, pattern) for pattern in wanted.include)
             and not any(fnmatch.fnmatchcase(tool.name, pattern) for pattern in wanted.exclude)
         )
-        self._on_change()
+        self._notify_change()
 
 
 @asynccontextmanager
-async def _streamable_http(url: str, headers: dict[str, str], connect_timeout: float) -> AsyncIterator[TransportStreams]:
+async def _streamable_http(
+    url: str, headers: dict[str, str], connect_timeout: float
+) -> AsyncIterator[TransportStreams]:
+    """The SDK's Streamable HTTP transport with our headers (it takes them only through its HTTP client)."""
     timeout = httpx2.Timeout(connect_timeout, read=300.0)
-    async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
-        async with streamable_http_client(url, http_client=http) as streams:
-            yield streams
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        streamable_http_client(url, http_client=http) as streams,
+    ):
+        yield streams
 
 
 @asynccontextmanager

@@ -8,12 +8,11 @@ lookup. Imports only host.mcp modules and errors.
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 import structlog
-from openai.types.chat import ChatCompletionToolParam
 
 from host.errors import ServerUnavailable, UnknownToolError
 from host.mcp.config import ServerConfig
@@ -21,6 +20,9 @@ from host.mcp.connection import BACKOFF_CAP, BACKOFF_FIRST, ServerConnection, St
 from host.mcp.naming import model_name
 from host.mcp.schema import openai_tool
 from host.mcp.tools import DEFAULT_RESULT_MAX_CHARS, ToolResult, ToolSpec
+
+if TYPE_CHECKING:  # the openai package is slow to import and only its TypedDict is needed here
+    from openai.types.chat import ChatCompletionToolParam
 
 log = structlog.get_logger("host.mcp")
 
@@ -33,7 +35,7 @@ class CatalogueEntry:
     spec: ToolSpec
     connection: ServerConnection
 
-    def openai(self) -> ChatCompletionToolParam:
+    def openai(self) -> "ChatCompletionToolParam":
         return openai_tool(self.name, self.spec.description, self.spec.input_schema)
 
 
@@ -109,7 +111,7 @@ class Registry:
                 entries.append(CatalogueEntry(name, spec, connection))
         return entries
 
-    async def openai_tools(self, chat_id: int = 0) -> list[ChatCompletionToolParam]:
+    async def openai_tools(self, chat_id: int = 0) -> list["ChatCompletionToolParam"]:
         """The catalogue as chat-completions `tools`."""
         return [entry.openai() for entry in await self.catalogue(chat_id)]
 
@@ -128,9 +130,7 @@ class Registry:
                 return await self._call(entry.connection, entry.spec.name, arguments)
         raise UnknownToolError(f"no tool named {name!r} is available")
 
-    async def call_server_tool(
-        self, server: str, tool: str, arguments: dict[str, Any], chat_id: int = 0
-    ) -> ToolResult:
+    async def call_server_tool(self, server: str, tool: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult:
         """Call a tool by its server's name and the server's own tool name (the CLI's `call`)."""
         for connection in await self.connections(chat_id):
             if connection.name == server:
@@ -141,9 +141,7 @@ class Registry:
         with structlog.contextvars.bound_contextvars(server=connection.name, tool=tool):
             started = time.perf_counter()
             result = await connection.call(tool, arguments)
-            log.info(
-                "tool_called", ok=not result.is_error, ms=round((time.perf_counter() - started) * 1000, 1)
-            )
+            log.info("tool_called", ok=not result.is_error, ms=round((time.perf_counter() - started) * 1000, 1))
         return result.capped(self.result_max_chars)
 
     async def _stop_idle_instances(self) -> None:

@@ -5,15 +5,17 @@ Fixes: a missing or non-object top level, missing `properties`, `$schema`/`$id` 
 """
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openai.types.chat import ChatCompletionToolParam
+if TYPE_CHECKING:  # the openai package is slow to import and only its TypedDict is needed here
+    from openai.types.chat import ChatCompletionToolParam
+
 
 _COMBINATORS = ("anyOf", "oneOf", "allOf")
 _DROPPED_KEYS = ("$schema", "$id")
 
 
-def openai_tool(name: str, description: str, input_schema: dict[str, Any]) -> ChatCompletionToolParam:
+def openai_tool(name: str, description: str, input_schema: dict[str, Any]) -> "ChatCompletionToolParam":
     """The `{"type": "function", ...}` entry the chat-completions API takes."""
     return {
         "type": "function",

@@ -6,7 +6,7 @@ A pipe read by a daemon thread, since the SDK hands the child a file descriptor.
 import collections
 import os
 import threading
-from typing import IO
+from typing import TextIO
 
 import structlog
 
@@ -21,7 +21,7 @@ class StderrTail:
 
     def __init__(self, server: str) -> None:
         read_fd, write_fd = os.pipe()
-        self.writer: IO[str] = os.fdopen(write_fd, "w")
+        self.writer: TextIO = os.fdopen(write_fd, "w")
         self._reader = os.fdopen(read_fd, "r", encoding="utf-8", errors="replace")
         self._server = server
         self._lines: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)

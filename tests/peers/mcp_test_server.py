@@ -6,6 +6,7 @@ result, a tool list that changes, and (with --page-size) a paginated tools/list.
 
 import argparse
 import base64
+import contextlib
 import os
 import sys
 from typing import Any
@@ -15,6 +16,9 @@ import mcp_types
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.runner import serve_dual_era_loop
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 
 PNG_1X1 = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -76,7 +80,7 @@ async def sleep(seconds: float) -> str:
     except anyio.get_cancelled_exc_class():
         marker = os.environ.get("TEST_SERVER_MARKER")
         if marker:
-            with open(marker, "a") as file:
+            with open(marker, "a") as file:  # noqa: ASYNC230 - one line, while being cancelled
                 file.write("cancelled\n")
         raise
     return f"slept {seconds}"
@@ -121,11 +125,33 @@ async def grow(name: str, ctx: Context) -> str:
 
     server.add_tool(added, name=name, description=f"Added at run time: {name}")
     await ctx.notify_tools_changed()
-    try:
+    with contextlib.suppress(Exception):  # the 2026-07-28 era has no such notification; notify_tools_changed is it
         await ctx.session.send_tool_list_changed()
-    except Exception:  # the 2026-07-28 era has no such notification; the listen stream carries it
-        pass
     return f"added {name}"
+
+
+async def serve_stdio_handshake_era_only() -> None:
+    """Serve stdio like a server that predates 2026-07-28: `server/discover` is an unknown method."""
+    lowlevel = server._lowlevel_server
+    async with stdio_server() as (read_stream, write_stream):
+        send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+
+        async def refuse_discover() -> None:
+            async with send:
+                async for item in read_stream:
+                    message = item.message if isinstance(item, SessionMessage) else None
+                    if isinstance(message, mcp_types.JSONRPCRequest) and message.method == "server/discover":
+                        error = mcp_types.ErrorData(code=mcp_types.METHOD_NOT_FOUND, message="Method not found")
+                        reply = mcp_types.JSONRPCError(jsonrpc="2.0", id=message.id, error=error)
+                        await write_stream.send(SessionMessage(reply))
+                        continue
+                    await send.send(item)
+
+        async with lowlevel.lifespan(lowlevel) as state, anyio.create_task_group() as tasks:
+            tasks.start_soon(refuse_discover)
+            options = lowlevel.create_initialization_options()
+            await serve_dual_era_loop(lowlevel, receive, write_stream, lifespan_state=state, init_options=options)
+            tasks.cancel_scope.cancel()
 
 
 def main() -> None:
@@ -133,6 +159,7 @@ def main() -> None:
     parser.add_argument("--transport", default="stdio", choices=["stdio", "sse", "streamable-http"])
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--page-size", type=int, default=0)
+    parser.add_argument("--legacy", action="store_true", help="speak only the 2025-11-25 handshake protocol")
     parser.add_argument("--garbage", action="store_true", help="write non-JSON to stdout and exit")
     options = parser.parse_args()
     if options.garbage:
@@ -140,7 +167,9 @@ def main() -> None:
         print("Traceback: pretend crash", file=sys.stderr, flush=True)
         sys.exit(1)
     PagedServer.page_size = options.page_size
-    if options.transport == "stdio":
+    if options.legacy:
+        anyio.run(serve_stdio_handshake_era_only)
+    elif options.transport == "stdio":
         server.run()
     else:
         server.run(options.transport, host="127.0.0.1", port=options.port)

@@ -1,0 +1,131 @@
+"""mcp_servers.json: both dialects, transport inference, ${VAR} expansion, per-chat templates, precise errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from host.errors import ConfigError
+from host.mcp.config import load_servers, parse_servers
+
+
+def parse(servers: dict[str, object], environ: dict[str, str] | None = None, key: str = "mcpServers") -> list:
+    return parse_servers({key: servers}, source="mcp_servers.json", environ=environ or {})
+
+
+def refused(servers: dict[str, object], environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse(servers, environ)
+    return str(caught.value)
+
+
+def test_claude_desktop_dialect_with_inferred_transports() -> None:
+    stdio, sse, http = parse(
+        {
+            "files": {"command": "npx", "args": ["-y", "server"], "env": {"A": "1"}, "cwd": "/tmp"},
+            "events": {"url": "https://example.test/sse/", "headers": {"Authorization": "Bearer x"}},
+            "remote": {"url": "https://example.test/mcp"},
+        }
+    )
+    assert (stdio.name, stdio.transport, stdio.args, dict(stdio.env)) == (
+        "files",
+        "stdio",
+        ("-y", "server"),
+        {"A": "1"},
+    )
+    assert (sse.transport, dict(sse.headers)) == ("sse", {"Authorization": "Bearer x"})
+    assert http.transport == "http"
+    assert (stdio.timeout, stdio.scope, stdio.disabled) == (60.0, "shared", False)
+
+
+def test_vs_code_dialect_and_transport_aliases() -> None:
+    servers = parse(
+        {
+            "a": {"type": "stdio", "command": "srv"},
+            "b": {"type": "streamable-http", "url": "http://localhost:1/sse"},
+            "c": {"transport": "streamable_http", "url": "http://localhost:1/x"},
+            "d": {"type": "sse", "url": "http://localhost:1/events"},
+        },
+        key="servers",
+    )
+    assert [server.transport for server in servers] == ["stdio", "http", "http", "sse"]
+
+
+def test_unknown_top_level_keys_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"globalShortcut": "x", "inputs": [], "mcpServers": {"a": {"command": "srv"}}}))
+    assert [server.name for server in load_servers(path)] == ["a"]
+
+
+def test_environment_variables_are_expanded_with_defaults() -> None:
+    [server] = parse(
+        {"a": {"command": "${BIN}", "args": ["--db", "${DB:-demo.db}"], "env": {"TOKEN": "${TOKEN}"}}},
+        environ={"BIN": "/usr/bin/srv", "TOKEN": "s3cret"},
+    )
+    assert (server.command, server.args, dict(server.env)) == ("/usr/bin/srv", ("--db", "demo.db"), {"TOKEN": "s3cret"})
+
+
+def test_an_undefined_variable_names_file_server_field_and_variable() -> None:
+    message = refused({"github": {"command": "srv", "env": {"GITHUB_TOKEN": "${GITHUB_PAT}"}}})
+    assert message.startswith("mcp_servers.json: server 'github': field 'env.GITHUB_TOKEN'")
+    assert "GITHUB_PAT is not set" in message
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"command": "srv", "colour": "red"}, "server 'bad': field 'colour': Extra inputs are not permitted"),
+        ({"command": "srv", "timeout": -1}, "server 'bad': field 'timeout': Input should be greater than 0"),
+        ({"command": "srv", "args": "--x"}, "server 'bad': field 'args': must be a list of strings"),
+        ({"command": "srv", "args": [1]}, "server 'bad': field 'args.0': Input should be a valid string"),
+        ({"type": "carrier-pigeon", "command": "srv"}, "server 'bad': field 'type': 'carrier-pigeon' is not one of"),
+        ({"args": ["x"]}, "server 'bad': needs 'command' (a local server) or 'url' (a remote one)"),
+        ({"type": "http", "url": "ftp://x"}, "server 'bad': settings: 'url' must start with http:// or https://"),
+        ({"command": "srv", "url": "http://x"}, "server 'bad': settings: a stdio server takes 'command', not 'url'"),
+        ({"command": "srv", "scope": "user"}, "server 'bad': field 'scope': Input should be 'shared' or 'chat'"),
+        ({"command": "srv", "tools": {"only": ["a"]}}, "server 'bad': field 'tools.only': Extra inputs"),
+        ({"command": "srv", "args": ["${CHAT_ID}"]}, 'only replaced in servers with "scope": "chat"'),
+        ("not an object", "server 'bad': must be an object of settings"),
+    ],
+)
+def test_a_malformed_server_is_named_with_its_field(entry: object, expected: str) -> None:
+    message = refused({"good": {"command": "srv"}, "bad": entry})
+    assert message.startswith("mcp_servers.json: ")
+    assert expected in message
+
+
+def test_malformed_files_name_the_file_and_the_place(tmp_path: Path) -> None:
+    path = tmp_path / "servers.json"
+    path.write_text('{"mcpServers": {"a": {"command": "srv",}}}')
+    with pytest.raises(ConfigError, match=r"servers.json: invalid JSON at line 1, column 40"):
+        load_servers(path)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_servers(tmp_path / "missing.json")
+    path.write_text('{"tools": {}}')
+    with pytest.raises(ConfigError, match='no "mcpServers"'):
+        load_servers(path)
+
+
+def test_chat_scope_replaces_chat_id_in_args_env_and_cwd_only() -> None:
+    [server] = parse(
+        {
+            "ws": {
+                "command": "srv",
+                "args": ["--root", "/data/${CHAT_ID}"],
+                "env": {"ROOT": "/data/${CHAT_ID}", "HOME": "${HOME:-/root}"},
+                "cwd": "/data/${CHAT_ID}",
+                "scope": "chat",
+                "tools": {"include": ["read_*"], "exclude": ["read_secret"]},
+            }
+        }
+    )
+    mine = server.for_chat(-1001234)
+    assert mine.args == ("--root", "/data/-1001234")
+    assert dict(mine.env) == {"ROOT": "/data/-1001234", "HOME": "/root"}
+    assert mine.cwd == "/data/-1001234"
+    assert server.args == ("--root", "/data/${CHAT_ID}")  # the template itself is unchanged
+
+
+def test_the_shipped_config_is_valid() -> None:
+    servers = load_servers(Path(__file__).resolve().parents[2] / "mcp_servers.json", environ={})
+    assert servers, "the default mcp_servers.json lists no server"
