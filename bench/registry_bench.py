@@ -20,10 +20,12 @@ from host.log import configure_logging
 from host.mcp.config import ServerConfig, parse_servers
 from host.mcp.connection import Status
 from host.mcp.registry import Registry
+from host.mcp.tools import ToolResult
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_ARGS = ["-m", "tests.peers.mcp_test_server"]
 ECHO_ARGS = {"text": "hi"}
+RAW = "raw SDK client.call_tool"
 BLOCK = 100  # calls per turn; the variants take turns so that drift on a busy machine hits them all alike
 
 Call = Callable[[], Awaitable[Any]]
@@ -40,9 +42,11 @@ def stdio_entry() -> dict[str, Any]:
 async def measure(variants: dict[str, Call], calls: int, warmup: int) -> dict[str, list[float]]:
     """Seconds per call for each variant, after `warmup` calls each; variants alternate in blocks."""
     for call in variants.values():
+        result = await call()
+        text = result.text() if isinstance(result, ToolResult) else result.content[0].text
+        assert text == "hi", f"echo returned {text!r}"
         for _ in range(warmup):
-            result = await call()
-        assert "hi" in (result.text() if hasattr(result, "text") else result.content[0].text), result
+            await call()
     times: dict[str, list[float]] = {name: [] for name in variants}
     order = list(variants)
     while len(times[order[0]]) < calls:
@@ -58,7 +62,7 @@ async def measure(variants: dict[str, Call], calls: int, warmup: int) -> dict[st
 
 def call_variants(raw: Client, registry: Registry) -> dict[str, Call]:
     return {
-        "raw SDK client.call_tool": lambda: raw.call_tool("echo", ECHO_ARGS),
+        RAW: lambda: raw.call_tool("echo", ECHO_ARGS),
         "registry.call": lambda: registry.call("bench__echo", ECHO_ARGS),
         "registry.call_server_tool": lambda: registry.call_server_tool("bench", "echo", ECHO_ARGS),
     }
@@ -75,7 +79,7 @@ async def bench_http(calls: int, warmup: int) -> dict[str, list[float]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, *SERVER_ARGS, "--transport", "streamable-http", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = await anyio.open_process(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with anyio.fail_after(30):
             while True:
@@ -83,14 +87,14 @@ async def bench_http(calls: int, warmup: int) -> dict[str, list[float]]:
                     await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
                     break
                 except OSError:
-                    assert server.poll() is None, f"the HTTP server exited with {server.returncode}"
+                    assert server.returncode is None, f"the HTTP server exited with {server.returncode}"
                     await anyio.sleep(0.05)
         url = f"http://127.0.0.1:{port}/mcp"
         async with Client(url) as raw, Registry(configs({"bench": {"type": "http", "url": url}})) as registry:
             return await measure(call_variants(raw, registry), calls, warmup)
     finally:
         server.terminate()
-        server.wait(10)
+        await server.wait()
 
 
 async def startup(count: int) -> float:
@@ -113,11 +117,11 @@ async def main(options: argparse.Namespace) -> None:
     print(f"{'transport':<10} {'path':<26} {'median':>8} {'p95':>8}  overhead vs raw SDK (median)")
     for transport, bench in (("stdio", bench_stdio), ("http", bench_http)):
         times = await bench(options.calls, options.warmup)
-        baseline = statistics.median(next(iter(times.values())))
+        baseline = statistics.median(times[RAW])
         for name, samples in times.items():
             median, p95 = statistics.median(samples), statistics.quantiles(samples, n=20)[18]
-            overhead = "" if median == baseline else f"{(median / baseline - 1) * 100:+.1f}%"
-            print(f"{transport:<10} {name:<26} {ms(median)} {ms(p95)}  {overhead}")
+            overhead = "" if name == RAW else f"{(median / baseline - 1) * 100:+.1f}%"
+            print(f"{transport:<10} {name:<26} {ms(median)} {ms(p95)}  {overhead}".rstrip())
     print(f"\nstart-up: `async with Registry(...)` until all connected, median of {options.repeats} (s)")
     one = statistics.median([await startup(1) for _ in range(options.repeats)])
     eight = statistics.median([await startup(8) for _ in range(options.repeats)])

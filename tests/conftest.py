@@ -66,6 +66,18 @@ def write_config(tmp_path: Path) -> Any:
     return write
 
 
+def start_http_peer(transport: str, port: int) -> subprocess.Popen[bytes]:
+    """Our test server over "sse" or "streamable-http" on the port, listening when this returns."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.peers.mcp_test_server", "--transport", transport, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process
+
+
 @pytest.fixture
 def http_test_server() -> Iterator[Any]:
     """Start our test server over "sse" or "streamable-http"; returns its URL."""
@@ -73,14 +85,7 @@ def http_test_server() -> Iterator[Any]:
 
     def start(transport: str) -> str:
         port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.peers.mcp_test_server", "--transport", transport, "--port", str(port)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        processes.append(process)
-        wait_for_port(port, process)
+        processes.append(start_http_peer(transport, port))
         return f"http://127.0.0.1:{port}/sse" if transport == "sse" else f"http://127.0.0.1:{port}/mcp"
 
     yield start

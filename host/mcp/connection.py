@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx2
 import mcp_types
 import structlog
@@ -20,6 +21,7 @@ from mcp.client._transport import Transport, TransportStreams
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import SubscriptionLost
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
@@ -34,7 +36,6 @@ BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
 STABLE_AFTER = 10.0  # a connection that lived this long resets the backoff
 MAX_TOOL_PAGES = 100
-CALL_GRACE = 5.0  # extra seconds past the tool timeout before the host gives up on the SDK itself
 
 
 class Status(enum.StrEnum):
@@ -65,6 +66,7 @@ class ServerConnection:
         self._backoff_cap = backoff_cap
         self._client: Client | None = None
         self._lost = anyio.Event()
+        self._lost_reason: str | None = None
         self._refresh_wanted = anyio.Event()
         self._settled = anyio.Event()
         self._stopped = anyio.Event()
@@ -113,30 +115,36 @@ class ServerConnection:
         await self._stopped.wait()
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
-        """Call one tool; a failure of the tool itself comes back as an error result, a dead server raises."""
+        """Call one tool; a failure of the tool itself comes back as an error result, a dead server raises.
+
+        The SDK's read timeout bounds the call and sends `notifications/cancelled` when it runs out.
+        """
         client = self._client
-        if client is None or self.status is not Status.CONNECTED:
+        if client is None:
             raise ServerUnavailable(self._unavailable_reason())
         seconds = self.config.timeout
-        with anyio.move_on_after(seconds + CALL_GRACE) as guard:
-            try:
-                result = await client.call_tool(tool, arguments, read_timeout_seconds=seconds)
-            except MCPError as exc:
-                if exc.code == mcp_types.CONNECTION_CLOSED:
-                    self._lost.set()
-                    raise ServerUnavailable(f"server {self.name!r} closed the connection") from None
-                if exc.code == mcp_types.REQUEST_TIMEOUT:
-                    return ToolResult.error(f"{tool} timed out after {seconds:g} s and was cancelled")
-                return ToolResult.error(f"{tool} failed: {exc.message} (MCP error {exc.code})")
-            except ValidationError as exc:
-                return ToolResult.error(f"{tool}: the server sent a malformed result ({exc.error_count()} problems)")
-            except (httpx2.HTTPError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                self._lost.set()
-                raise ServerUnavailable(f"server {self.name!r} is unreachable: {_describe(exc)}") from None
-            return ToolResult.from_mcp(result)
-        assert guard.cancelled_caught
-        self._lost.set()
-        return ToolResult.error(f"{tool} timed out after {seconds:g} s; the server stopped answering")
+        try:
+            result = await client.call_tool(tool, arguments, read_timeout_seconds=seconds)
+        except MCPError as exc:
+            if exc.code == mcp_types.CONNECTION_CLOSED:
+                raise ServerUnavailable(self._lose("the server closed the connection")) from None
+            if exc.code == mcp_types.REQUEST_TIMEOUT:
+                return ToolResult.error(f"{tool} timed out after {seconds:g} s and was cancelled")
+            return ToolResult.error(f"{tool} failed: {exc.message} (MCP error {exc.code})")
+        except ValidationError as exc:
+            return ToolResult.error(f"{tool}: the server sent a malformed result ({exc.error_count()} problems)")
+        except (httpx2.HTTPError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise ServerUnavailable(self._lose(f"unreachable: {_describe(exc)}")) from None
+        return ToolResult.from_mcp(result)
+
+    def _lose(self, reason: str) -> str:
+        """Take a broken connection out of service at once (the owner task reconnects); returns a message."""
+        if self._client is not None:
+            self._client = None
+            self._lost_reason = reason
+            self._set(Status.FAILED, reason)
+            self._lost.set()
+        return f"server {self.name!r}: {reason}"
 
     def _unavailable_reason(self) -> str:
         if self.status is Status.STARTING:
@@ -157,6 +165,7 @@ class ServerConnection:
     async def _connect_once(self) -> bool:
         """One connection's whole life; returns whether it got as far as listing tools."""
         self._lost = anyio.Event()
+        self._lost_reason = None
         stderr = StderrTail(self.name) if self.config.transport == "stdio" else None
         connected = False
         reason = "connection closed"
@@ -172,20 +181,22 @@ class ServerConnection:
                         stderr.close_writer()
                     self.instructions = client.instructions
                     self.protocol_version = client.protocol_version
-                    await self._load_tools(client)
-                    init_scope.deadline = math.inf
-                    self._client = client
-                    connected = True
-                    self._set(Status.CONNECTED, None)
-                    self._settled.set()
-                    log.info(
-                        "mcp_server_connected",
-                        server=self.name,
-                        tools=len(self.tools),
-                        protocol=client.protocol_version,
-                    )
                     async with anyio.create_task_group() as tasks:
-                        tasks.start_soon(self._follow_changes, client)
+                        # Subscribe before listing, so that no change between the two goes unnoticed.
+                        await tasks.start(self._listen, client)
+                        await self._load_tools(client)
+                        init_scope.deadline = math.inf
+                        self._client = client
+                        connected = True
+                        self._set(Status.CONNECTED, None)
+                        self._settled.set()
+                        log.info(
+                            "mcp_server_connected",
+                            server=self.name,
+                            tools=len(self.tools),
+                            protocol=client.protocol_version,
+                        )
+                        tasks.start_soon(self._reload_when_asked, client)
                         await self._lost.wait()
                         tasks.cancel_scope.cancel()
             if init_scope.cancelled_caught and not connected:
@@ -196,6 +207,7 @@ class ServerConnection:
             self._client = None
             if stderr:
                 stderr.close_writer()
+        reason = self._lost_reason or reason
         if stderr and stderr.tail():
             reason = f"{reason}; stderr: {stderr.tail()}"
         self._set(Status.FAILED, reason)
@@ -225,29 +237,38 @@ class ServerConnection:
         elif isinstance(message, Exception):
             log.debug("mcp_transport_error", server=self.name, error=_describe(message))
 
-    async def _follow_changes(self, client: Client) -> None:
-        """Reload the tool list whenever the server says it changed, in either protocol era."""
-        async with anyio.create_task_group() as tasks:
-            capabilities = client.server_capabilities.tools
-            if client.protocol_version in MODERN_PROTOCOL_VERSIONS and capabilities and capabilities.list_changed:
-                tasks.start_soon(self._listen, client)
-            while True:
-                await self._refresh_wanted.wait()
-                self._refresh_wanted = anyio.Event()
-                try:
-                    with anyio.fail_after(self.config.init_timeout):
-                        await self._load_tools(client)
-                    log.info("mcp_tools_changed", server=self.name, tools=len(self.tools))
-                except Exception as exc:
-                    log.warning("mcp_tools_refresh_failed", server=self.name, error=_describe(exc))
+    async def _reload_when_asked(self, client: Client) -> None:
+        """Reload the tool list each time the server says it changed (either protocol era)."""
+        while True:
+            await self._refresh_wanted.wait()
+            self._refresh_wanted = anyio.Event()
+            try:
+                with anyio.fail_after(self.config.init_timeout):
+                    await self._load_tools(client)
+                log.info("mcp_tools_changed", server=self.name, tools=len(self.tools))
+            except Exception as exc:
+                log.warning("mcp_tools_refresh_failed", server=self.name, error=_describe(exc))
 
-    async def _listen(self, client: Client) -> None:
+    async def _listen(self, client: Client, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """In the 2026-07-28 era, change notices come on a `subscriptions/listen` stream; the handshake era
+        sends them as notifications to `_on_message`. Reports started once subscribed (or not needed)."""
+        capabilities = client.server_capabilities.tools
+        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS or not (capabilities and capabilities.list_changed):
+            task_status.started()
+            return
+        subscribed = False
         try:
             async with client.listen(tools_list_changed=True) as subscription:
+                task_status.started()
+                subscribed = True
                 async for _event in subscription:
                     self._refresh_wanted.set()
-        except Exception as exc:
+        except SubscriptionLost:  # the server went away without closing the stream
+            self._lose("the server's event stream broke off")
+        except Exception as exc:  # losing the stream loses change notices, not the connection
             log.info("mcp_listen_ended", server=self.name, error=_describe(exc))
+        if not subscribed:
+            task_status.started()
 
     async def _load_tools(self, client: Client) -> None:
         listed: list[mcp_types.Tool] = []

@@ -5,13 +5,14 @@ Names are looked up in a table, never parsed back. Pure functions; imports nothi
 
 import hashlib
 import re
+from collections.abc import Container
 
 MAX_NAME = 64
 _ILLEGAL = re.compile(r"[^a-zA-Z0-9_-]")
 _HASH_LENGTH = 8
 
 
-def model_name(server: str, tool: str, taken: set[str]) -> str:
+def model_name(server: str, tool: str, taken: Container[str]) -> str:
     """The name the model sees for (server, tool); adds a short stable hash when it had to change or clash."""
     plain = f"{server}__{tool}"
     if _ILLEGAL.search(plain) is None and len(plain) <= MAX_NAME and plain not in taken:

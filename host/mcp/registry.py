@@ -56,6 +56,8 @@ class Registry:
         self._shared: dict[str, ServerConnection] = {}
         self._per_chat: dict[tuple[str, int], ServerConnection] = {}
         self._last_used: dict[tuple[str, int], float] = {}
+        self._has_chat_scope = any(config.scope == "chat" for config in self.configs)
+        self._lookups: dict[int, tuple[tuple[Any, ...], dict[str, CatalogueEntry]]] = {}
         self._tasks: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> "Registry":
@@ -64,7 +66,7 @@ class Registry:
         for config in self.configs:
             if config.scope == "shared":
                 self._shared[config.name] = self._start(config)
-        if any(config.scope == "chat" for config in self.configs):
+        if self._has_chat_scope:
             self._tasks.start_soon(self._stop_idle_instances)
         await _wait_all_settled(self._shared.values())
         return self
@@ -97,18 +99,28 @@ class Registry:
                 waiting.append(connection)
             self._last_used[key] = time.monotonic()
             result.append(connection)
-        await _wait_all_settled(waiting)
+        if waiting:
+            await _wait_all_settled(waiting)
         return result
 
     async def catalogue(self, chat_id: int = 0) -> list[CatalogueEntry]:
         """The tools the chat's model may call right now, with their model-facing names."""
-        taken: set[str] = set()
-        entries = []
-        for connection in await self.connections(chat_id):
+        return list((await self._lookup(chat_id)).values())
+
+    async def _lookup(self, chat_id: int) -> dict[str, CatalogueEntry]:
+        """Model-facing name to entry; rebuilt only when a server's tools or connection changed."""
+        connections = await self.connections(chat_id)
+        version = tuple((connection, connection.tools) for connection in connections)
+        cache_key = chat_id if self._has_chat_scope else 0
+        cached = self._lookups.get(cache_key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        entries: dict[str, CatalogueEntry] = {}
+        for connection in connections:
             for spec in connection.tools:
-                name = model_name(spec.server, spec.name, taken)
-                taken.add(name)
-                entries.append(CatalogueEntry(name, spec, connection))
+                name = model_name(spec.server, spec.name, entries)
+                entries[name] = CatalogueEntry(name, spec, connection)
+        self._lookups[cache_key] = (version, entries)
         return entries
 
     async def openai_tools(self, chat_id: int = 0) -> list["ChatCompletionToolParam"]:
@@ -125,10 +137,10 @@ class Registry:
 
     async def call(self, name: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult:
         """Call a tool by its model-facing name. Raises UnknownToolError or ServerUnavailable."""
-        for entry in await self.catalogue(chat_id):
-            if entry.name == name:
-                return await self._call(entry.connection, entry.spec.name, arguments)
-        raise UnknownToolError(f"no tool named {name!r} is available")
+        entry = (await self._lookup(chat_id)).get(name)
+        if entry is None:
+            raise UnknownToolError(f"no tool named {name!r} is available")
+        return await self._call(entry.connection, entry.spec.name, arguments)
 
     async def call_server_tool(self, server: str, tool: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult:
         """Call a tool by its server's name and the server's own tool name (the CLI's `call`)."""
@@ -154,6 +166,7 @@ class Registry:
             for key, connection in list(self._per_chat.items()):
                 if now - self._last_used[key] >= connection.config.idle_timeout:
                     del self._per_chat[key], self._last_used[key]
+                    self._lookups.pop(key[1], None)
                     log.info("mcp_chat_instance_idle", server=key[0], chat_id=key[1])
                     assert self._tasks is not None
                     self._tasks.start_soon(connection.stop)

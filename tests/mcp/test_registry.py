@@ -11,11 +11,11 @@ import anyio
 import pytest
 
 from host.errors import ServerUnavailable, UnknownToolError
-from host.mcp.config import load_servers
+from host.mcp.config import load_servers, parse_servers
 from host.mcp.connection import ServerConnection, Status
 from host.mcp.registry import Registry
 from host.mcp.tools import BinaryPart
-from tests.conftest import npm_server, peer_server, process_alive
+from tests.conftest import free_port, npm_server, peer_server, process_alive, start_http_peer
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +226,29 @@ def _children_named(name: str) -> list[int]:
             if name in comm and rest[1] == own:
                 found.append(int(entry.name))
     return found
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_a_remote_server_that_goes_away_fails_fast_and_is_reconnected(transport: str) -> None:
+    port = free_port()
+    server = start_http_peer(transport, port)
+    url = f"http://127.0.0.1:{port}/" + ("sse" if transport == "sse" else "mcp")
+    configs = parse_servers({"mcpServers": {"remote": {"url": url}}}, source="test", environ={})
+    try:
+        with anyio.fail_after(30):
+            async with Registry(configs, backoff_first=0.2) as registry:
+                remote = await connection_named(registry, "remote")
+                assert (await registry.call("remote__echo", {"text": "one"})).text() == "one"
+                server.kill()
+                server.wait()
+                with anyio.fail_after(3), pytest.raises(ServerUnavailable, match="remote"):
+                    await registry.call("remote__echo", {"text": "two"})
+                assert remote.status is not Status.CONNECTED
+                assert not await registry.catalogue()
+
+                server = start_http_peer(transport, port)
+                await remote.wait_until(connected)
+                assert (await registry.call("remote__echo", {"text": "three"})).text() == "three"
+    finally:
+        server.kill()
+        server.wait()
