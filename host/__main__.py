@@ -13,15 +13,15 @@ from host.log import configure_logging
 from host.mcp.config import ServerConfig, load_servers
 from host.mcp.connection import Status
 from host.mcp.registry import Registry
-from host.settings import Settings
+from host.settings import Settings, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     options = parser.parse_args(argv)
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
     try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
         code = options.handler(options, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -1,13 +1,15 @@
 """Settings from the environment and `.env`, validated once at start (pydantic-settings).
 
-Secrets are SecretStr so that they never print in a repr or a log line. Imports nothing from the host.
+Secrets are SecretStr so that they never print in a repr or a log line. Imports only host.errors.
 """
 
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from host.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -52,3 +54,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and `.env`; a bad value is one ConfigError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, error['loc'])).upper()}: {error['msg']}" for error in exc.errors())
+        raise ConfigError(f"invalid setting: {problems}") from None

@@ -198,6 +198,10 @@ async def test_results_keep_errors_images_and_are_capped(write_config: Any) -> N
             assert big.startswith("x" * 1000) and big.endswith(
                 "[truncated: showing the first 1000 of 50000 characters]"
             )
+            stats = await registry.call("ours__stats", {})
+            assert stats.structured == {"files": 3, "bytes": 1024} and '"files": 3' in stats.text()
+            document = await registry.call("ours__document", {})
+            assert document.text() == "[resource file:///notes.md]\n# Notes"
             bad_args = await registry.call("ours__add", {"a": "not a number"})
             assert bad_args.is_error
 

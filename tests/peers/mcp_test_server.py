@@ -105,6 +105,19 @@ def image() -> mcp_types.ImageContent:
 
 
 @server.tool()
+def stats() -> dict[str, int]:
+    """Counts, as structured content."""
+    return {"files": 3, "bytes": 1024}
+
+
+@server.tool()
+def document() -> mcp_types.EmbeddedResource:
+    """A text resource embedded in the result."""
+    contents = mcp_types.TextResourceContents(uri="file:///notes.md", text="# Notes", mime_type="text/markdown")
+    return mcp_types.EmbeddedResource(type="resource", resource=contents)
+
+
+@server.tool()
 def big(size: int) -> str:
     """A string of `size` characters."""
     return "x" * size

@@ -1,0 +1,45 @@
+"""Settings: environment names from the README, .env files, and secrets that never print."""
+
+from pathlib import Path
+
+import pytest
+
+from host.errors import ConfigError
+from host.settings import Settings, load_settings
+
+
+def test_defaults_run_on_sqlite_and_local_ollama(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert settings.database_url == "sqlite+aiosqlite:///./data/mcpbot.db"
+    assert settings.llm_base_url == "http://localhost:11434/v1"
+    assert settings.redis_url is None and settings.admin_user_ids == []
+    assert settings.mcp_servers_config == Path("mcp_servers.json")
+
+
+def test_environment_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("LLM_MODEL_NAME=gpt-oss:120b-cloud\nADMIN_USER_IDS=1, 22,333\nlog_level=debug\n")
+    monkeypatch.setenv("LLM_BASE_URL", "https://ollama.com/v1")
+    settings = Settings()
+    assert settings.llm_model_name == "gpt-oss:120b-cloud"
+    assert settings.llm_base_url == "https://ollama.com/v1"
+    assert settings.admin_user_ids == [1, 22, 333]
+    assert settings.log_level == "DEBUG"
+
+
+def test_secrets_never_show_in_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:very-secret-token")
+    monkeypatch.setenv("LLM_API_KEY", "sk-very-secret")
+    settings = Settings()
+    assert "very-secret" not in repr(settings) and "very-secret" not in str(settings.model_dump())
+    assert settings.telegram_bot_token is not None
+    assert settings.telegram_bot_token.get_secret_value() == "123456:very-secret-token"
+
+
+def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLM_TEMPERATURE", "hot")
+    with pytest.raises(ConfigError, match="invalid setting: LLM_TEMPERATURE: Input should be a valid number"):
+        load_settings()
