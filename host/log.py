@@ -43,4 +43,4 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console
     root = logging.getLogger()
     root.handlers[:] = [handler]
     # The SDKs are chatty at INFO (every HTTP request); keep them a level quieter than ours.
-    root.setLevel(max(numeric, logging.WARNING) if numeric < logging.WARNING else numeric)
+    root.setLevel(max(numeric, logging.WARNING))

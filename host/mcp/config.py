@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from host.errors import ConfigError
 
@@ -46,16 +46,33 @@ class ServerConfig(BaseModel):
     transport: Transport
     command: str | None = None
     args: tuple[str, ...] = ()
-    env: Mapping[str, str] = Field(default_factory=dict)
+    env: Mapping[str, str] = Field(default_factory=dict, repr=False)
     cwd: str | None = None
-    url: str | None = None
-    headers: Mapping[str, str] = Field(default_factory=dict)
-    disabled: bool = False
-    timeout: float = Field(default=60.0, gt=0, description="seconds for one tool call")
-    init_timeout: float = Field(default=30.0, gt=0, description="seconds to start and list tools")
+    url: str | None = Field(default=None, repr=False)
+    headers: Mapping[str, str] = Field(default_factory=dict, repr=False)
+    disabled: StrictBool = False
+    timeout: float = Field(default=60.0, gt=0, strict=True, description="seconds for one tool call")
+    init_timeout: float = Field(default=30.0, gt=0, strict=True, description="seconds to start and list tools")
     tools: ToolFilter = ToolFilter()
     scope: Literal["shared", "chat"] = "shared"
-    idle_timeout: float = Field(default=600.0, gt=0, description="seconds before an idle per-chat instance stops")
+    idle_timeout: float = Field(
+        default=600.0, gt=0, strict=True, description="seconds an unused per-chat instance lives"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_without_separator(cls, value: str) -> str:
+        if "__" in value:
+            raise ValueError("a server name may not contain '__' (it separates server and tool in tool names)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _clean_header_values(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        for header, text in value.items():
+            if text != text.strip() or any(ord(char) < 32 for char in text):
+                raise ValueError(f"the value of header {header!r} has surrounding spaces or control characters")
+        return value
 
     @field_validator("args", mode="before")
     @classmethod
@@ -78,13 +95,13 @@ class ServerConfig(BaseModel):
                 raise ValueError("'url' must start with http:// or https://")
             if self.command or self.args or self.env or self.cwd:
                 raise ValueError("a remote server takes 'url' and 'headers', not 'command', 'args', 'env' or 'cwd'")
-        uses_chat_id = any(CHAT_ID_PLACEHOLDER in text for text in self._chat_templated())
-        if uses_chat_id and self.scope != "chat":
+        templated = [*self.args, *self.env.values(), self.cwd or ""]
+        if any(CHAT_ID_PLACEHOLDER in text for text in templated) and self.scope != "chat":
             raise ValueError(f'{CHAT_ID_PLACEHOLDER} is only replaced in servers with "scope": "chat"')
+        elsewhere = [self.command or "", self.url or "", *self.headers.values(), *self.headers, *self.env]
+        if any(CHAT_ID_PLACEHOLDER in text for text in elsewhere):
+            raise ValueError(f"{CHAT_ID_PLACEHOLDER} is only replaced in 'args', 'env' values and 'cwd'")
         return self
-
-    def _chat_templated(self) -> list[str]:
-        return [*self.args, *self.env.values(), *([self.cwd] if self.cwd else [])]
 
     def for_chat(self, chat_id: int) -> "ServerConfig":
         """This server's settings for one chat: `${CHAT_ID}` replaced in args, env and cwd."""
@@ -108,10 +125,26 @@ def load_servers(path: Path, environ: Mapping[str, str] | None = None) -> list[S
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_refuse_duplicates)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: the key {exc} appears twice in one object") from None
     return parse_servers(document, source=str(path), environ=environ)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys without a word; a server list must not."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(repr(key))
+        result[key] = value
+    return result
 
 
 def parse_servers(document: object, *, source: str, environ: Mapping[str, str]) -> list[ServerConfig]:
@@ -136,6 +169,8 @@ def parse_servers(document: object, *, source: str, environ: Mapping[str, str]) 
 
 def _validate(name: str, raw: dict[str, Any], where: str) -> ServerConfig:
     fields = dict(raw)
+    if "name" in fields:
+        raise ConfigError(f"{where}: field 'name': not a setting (the entry's key is the server's name)")
     if "type" in fields and "transport" in fields:
         raise ConfigError(f"{where}: field 'type': give 'type' or 'transport', not both")
     kind_field = "type" if "type" in fields else "transport"
@@ -156,8 +191,6 @@ def _validate(name: str, raw: dict[str, Any], where: str) -> ServerConfig:
         label = f"field '{field}'" if field else "settings"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{where}: {label}: {message}{more}") from None
-    except TypeError as exc:  # a non-string key such as a duplicate 'name'
-        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _infer_transport(fields: dict[str, Any], where: str) -> Transport:
@@ -176,7 +209,11 @@ def _expand(value: Any, environ: Mapping[str, str], where: str, path: tuple[str,
 
         def substitute(match: re.Match[str]) -> str:
             variable, default = match.group(1), match.group(2)
-            if variable == "CHAT_ID" and default is None:
+            if variable == "CHAT_ID":
+                if default is not None:
+                    raise ConfigError(
+                        f"{where}: field '{'.'.join(path)}': write {CHAT_ID_PLACEHOLDER}, without a default"
+                    )
                 return match.group(0)
             if variable in environ:
                 return environ[variable]

@@ -1,12 +1,13 @@
 """The tool catalogue of every configured server, and the router the engine calls tools through.
 
 Shared servers start with the registry; a `scope: "chat"` server gets one instance per chat, started on
-first use and stopped when idle. Tools get model-facing names from naming.py and are found again by table
-lookup. Imports only host.mcp modules and errors.
+first use and stopped when idle (or when too many run). Tools get model-facing names from naming.py and are
+found again by table lookup. Imports only host.mcp modules and errors.
 """
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,16 +16,17 @@ import anyio.abc
 import structlog
 
 from host.errors import ServerUnavailable, UnknownToolError
-from host.mcp.config import ServerConfig
+from host.mcp.config import CHAT_ID_PLACEHOLDER, ServerConfig
 from host.mcp.connection import BACKOFF_CAP, BACKOFF_FIRST, ServerConnection, Status
 from host.mcp.naming import model_name
-from host.mcp.schema import openai_tool
 from host.mcp.tools import DEFAULT_RESULT_MAX_CHARS, ToolResult, ToolSpec
 
 if TYPE_CHECKING:  # the openai package is slow to import and only its TypedDict is needed here
     from openai.types.chat import ChatCompletionToolParam
 
 log = structlog.get_logger("host.mcp")
+
+DEFAULT_MAX_CHAT_INSTANCES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,9 @@ class CatalogueEntry:
     connection: ServerConnection
 
     def openai(self) -> "ChatCompletionToolParam":
-        return openai_tool(self.name, self.spec.description, self.spec.input_schema)
+        """The chat-completions `tools` entry for this tool."""
+        function = {"name": self.name, "description": self.spec.description, "parameters": self.spec.parameters}
+        return {"type": "function", "function": function}  # type: ignore[typeddict-item]
 
 
 class Registry:
@@ -47,61 +51,76 @@ class Registry:
         servers: Sequence[ServerConfig],
         *,
         result_max_chars: int = DEFAULT_RESULT_MAX_CHARS,
+        max_chat_instances: int = DEFAULT_MAX_CHAT_INSTANCES,
         backoff_first: float = BACKOFF_FIRST,
         backoff_cap: float = BACKOFF_CAP,
     ) -> None:
         self.configs = [config for config in servers if not config.disabled]
         self.result_max_chars = result_max_chars
+        self.max_chat_instances = max_chat_instances
         self._backoff = {"backoff_first": backoff_first, "backoff_cap": backoff_cap}
         self._shared: dict[str, ServerConnection] = {}
         self._per_chat: dict[tuple[str, int], ServerConnection] = {}
-        self._last_used: dict[tuple[str, int], float] = {}
         self._has_chat_scope = any(config.scope == "chat" for config in self.configs)
         self._lookups: dict[int, tuple[tuple[Any, ...], dict[str, CatalogueEntry]]] = {}
+        self._owners: dict[str, str] = {}  # every model-facing name seen so far -> its server's name
         self._tasks: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> "Registry":
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
-        for config in self.configs:
-            if config.scope == "shared":
-                self._shared[config.name] = self._start(config)
-        if self._has_chat_scope:
-            self._tasks.start_soon(self._stop_idle_instances)
-        await _wait_all_settled(self._shared.values())
+        try:
+            for config in self.configs:
+                if config.scope == "shared":
+                    self._shared[config.name] = self._start(config)
+            if self._has_chat_scope:
+                self._tasks.start_soon(self._stop_idle_instances)
+            await _wait_all_settled(self._shared.values())
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Stop every server at once; each stdio child gets stdin closed, then SIGTERM, then SIGKILL."""
         assert self._tasks is not None
-        self._tasks.cancel_scope.cancel()
-        await self._tasks.__aexit__(None, None, None)
-        self._tasks = None
+        tasks, self._tasks = self._tasks, None
+        tasks.cancel_scope.cancel()
+        await tasks.__aexit__(None, None, None)
 
-    def _start(self, config: ServerConfig) -> ServerConnection:
+    def _start(self, config: ServerConfig, chat_id: int | None = None) -> ServerConnection:
         assert self._tasks is not None, "use the registry inside `async with`"
-        connection = ServerConnection(config, **self._backoff)
+        connection = ServerConnection(config, chat_id=chat_id, **self._backoff)
         self._tasks.start_soon(connection.run, name=f"mcp-{config.name}")
         return connection
 
     async def connections(self, chat_id: int = 0) -> list[ServerConnection]:
         """Every server the chat can use, in config order; starts the chat's own instances if needed."""
-        waiting = []
         result = []
+        own = []
         for config in self.configs:
             if config.scope == "shared":
                 result.append(self._shared[config.name])
                 continue
-            key = (config.name, chat_id)
-            connection = self._per_chat.get(key)
+            connection = self._per_chat.get((config.name, chat_id))
             if connection is None:
-                connection = self._per_chat[key] = self._start(config.for_chat(chat_id))
-                waiting.append(connection)
-            self._last_used[key] = time.monotonic()
+                connection = self._start_chat_instance(config, chat_id)
+            connection.last_used = anyio.current_time()
+            own.append(connection)
             result.append(connection)
-        if waiting:
-            await _wait_all_settled(waiting)
+        if own:
+            await _wait_all_settled(own)
         return result
+
+    def _start_chat_instance(self, config: ServerConfig, chat_id: int) -> ServerConnection:
+        if len(self._per_chat) >= self.max_chat_instances:
+            self._stop_least_recently_used()
+        instance = config.for_chat(chat_id)
+        if instance.cwd and config.cwd and CHAT_ID_PLACEHOLDER in config.cwd:
+            os.makedirs(instance.cwd, exist_ok=True)  # a per-chat workspace exists from its first use
+        connection = self._per_chat[(config.name, chat_id)] = self._start(instance, chat_id)
+        self._lookups.pop(chat_id, None)
+        return connection
 
     async def catalogue(self, chat_id: int = 0) -> list[CatalogueEntry]:
         """The tools the chat's model may call right now, with their model-facing names."""
@@ -120,6 +139,7 @@ class Registry:
             for spec in connection.tools:
                 name = model_name(spec.server, spec.name, entries)
                 entries[name] = CatalogueEntry(name, spec, connection)
+                self._owners[name] = spec.server
         self._lookups[cache_key] = (version, entries)
         return entries
 
@@ -138,12 +158,17 @@ class Registry:
     async def call(self, name: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult:
         """Call a tool by its model-facing name. Raises UnknownToolError or ServerUnavailable."""
         entry = (await self._lookup(chat_id)).get(name)
-        if entry is None:
-            raise UnknownToolError(f"no tool named {name!r} is available")
-        return await self._call(entry.connection, entry.spec.name, arguments)
+        if entry is not None:
+            return await self._call(entry.connection, entry.spec.name, arguments)
+        owner = self._owners.get(name)
+        for connection in await self.connections(chat_id):
+            if connection.name == owner and connection.status is not Status.CONNECTED:
+                raise ServerUnavailable(connection.unavailable_reason())
+        raise UnknownToolError(f"no tool named {name!r} is available")
 
     async def call_server_tool(self, server: str, tool: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult:
-        """Call a tool by its server's name and the server's own tool name (the CLI's `call`)."""
+        """Call a tool by server name and the server's own tool name, bypassing the include/exclude filter
+        (the operator's `mcpbot call`)."""
         for connection in await self.connections(chat_id):
             if connection.name == server:
                 return await self._call(connection, tool, arguments)
@@ -159,20 +184,29 @@ class Registry:
     async def _stop_idle_instances(self) -> None:
         """Stop per-chat instances nobody used for their server's `idle_timeout`."""
         timeouts = [config.idle_timeout for config in self.configs if config.scope == "chat"]
-        period = min(max(min(timeouts) / 4, 0.5), 60.0)
+        period = min(max(min(timeouts) / 4, 0.25), 60.0)
         while True:
             await anyio.sleep(period)
-            now = time.monotonic()
+            now = anyio.current_time()
             for key, connection in list(self._per_chat.items()):
-                if now - self._last_used[key] >= connection.config.idle_timeout:
-                    del self._per_chat[key], self._last_used[key]
-                    self._lookups.pop(key[1], None)
-                    log.info("mcp_chat_instance_idle", server=key[0], chat_id=key[1])
-                    assert self._tasks is not None
-                    self._tasks.start_soon(connection.stop)
+                idle = now - connection.last_used >= connection.config.idle_timeout
+                if idle and not connection.calls_in_flight:
+                    self._stop_instance(key, "idle")
+
+    def _stop_least_recently_used(self) -> None:
+        quiet = [(c.last_used, key) for key, c in self._per_chat.items() if not c.calls_in_flight]
+        if quiet:
+            self._stop_instance(min(quiet)[1], "too many per-chat instances")
+
+    def _stop_instance(self, key: tuple[str, int], why: str) -> None:
+        connection = self._per_chat.pop(key)
+        self._lookups.pop(key[1], None)
+        log.info("mcp_chat_instance_stopped", server=key[0], chat_id=key[1], why=why)
+        assert self._tasks is not None
+        self._tasks.start_soon(connection.stop)
 
 
-async def _wait_all_settled(connections: Sequence[ServerConnection] | Any) -> None:
+async def _wait_all_settled(connections: Iterable[ServerConnection]) -> None:
     async with anyio.create_task_group() as tasks:
         for connection in connections:
             tasks.start_soon(connection.wait_settled)

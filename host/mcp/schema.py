@@ -1,26 +1,17 @@
-"""MCP input schemas to OpenAI function tools, repaired where OpenAI-compatible servers refuse them.
+"""MCP input schemas to OpenAI function parameters, repaired where OpenAI-compatible servers refuse them.
 
 Fixes: a missing or non-object top level, missing `properties`, `$schema`/`$id` keys, arrays without
-`items`, and top-level `anyOf`/`oneOf`/`allOf`. Pure; never mutates its input.
+`items`, boolean subschemas, and top-level `anyOf`/`oneOf`/`allOf` (local `$ref` branches resolved). Pure;
+never mutates its input; raises TypeError or ValueError on a schema it cannot make sense of.
 """
 
 import copy
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the openai package is slow to import and only its TypedDict is needed here
-    from openai.types.chat import ChatCompletionToolParam
-
+from typing import Any
 
 _COMBINATORS = ("anyOf", "oneOf", "allOf")
 _DROPPED_KEYS = ("$schema", "$id")
-
-
-def openai_tool(name: str, description: str, input_schema: dict[str, Any]) -> "ChatCompletionToolParam":
-    """The `{"type": "function", ...}` entry the chat-completions API takes."""
-    return {
-        "type": "function",
-        "function": {"name": name, "description": description, "parameters": function_parameters(input_schema)},
-    }
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+_VALUE_KEYS = ("enum", "const", "default", "examples", "required")
 
 
 def function_parameters(schema: dict[str, Any]) -> dict[str, Any]:
@@ -32,9 +23,8 @@ def function_parameters(schema: dict[str, Any]) -> dict[str, Any]:
     result["type"] = "object"
     if not isinstance(result.get("properties"), dict):
         result["properties"] = {}
-    required = result.get("required")
-    if required is not None and not isinstance(required, list):
-        result.pop("required")
+    if not _is_name_list(result.get("required")):
+        result.pop("required", None)
     _repair(result)
     return result
 
@@ -45,13 +35,17 @@ def _flatten_top_combinators(schema: dict[str, Any]) -> dict[str, Any]:
         branches = schema.pop(key, None)
         if not isinstance(branches, list):
             continue
-        objects = [branch for branch in branches if isinstance(branch, dict)]
+        objects = [_resolve(branch, schema) for branch in branches]
+        objects = [branch for branch in objects if isinstance(branch, dict)]
         properties: dict[str, Any] = dict(schema.get("properties") or {})
         required_sets: list[set[str]] = []
         for branch in objects:
-            properties.update(branch.get("properties") or {})
-            required_sets.append(set(branch.get("required") or []))
-        required = set(schema.get("required") or [])
+            branch_properties = branch.get("properties")
+            if isinstance(branch_properties, dict):
+                properties.update(branch_properties)
+            branch_required = branch.get("required")
+            required_sets.append(set(branch_required) if _is_name_list(branch_required) else set())
+        required = set(schema.get("required") or []) if _is_name_list(schema.get("required")) else set()
         if required_sets:
             joined = set.union(*required_sets) if key == "allOf" else set.intersection(*required_sets)
             required |= joined
@@ -64,8 +58,25 @@ def _flatten_top_combinators(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _resolve(branch: Any, root: dict[str, Any]) -> Any:
+    """A branch that is a local `$ref` (`#/$defs/Name`), replaced by what it points at."""
+    if not (isinstance(branch, dict) and isinstance(branch.get("$ref"), str)):
+        return branch
+    reference: str = branch["$ref"]
+    for prefix in ("#/$defs/", "#/definitions/"):
+        definitions = root.get(prefix.split("/")[1])
+        name = reference.removeprefix(prefix)
+        if reference.startswith(prefix) and isinstance(definitions, dict) and name in definitions:
+            return definitions[name]
+    return branch
+
+
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
 def _repair(node: Any) -> None:
-    """Walk every subschema: arrays get `items`, nested `$schema` keys go."""
+    """Walk every subschema: arrays get `items`, boolean subschemas become objects, `$schema` keys go."""
     if isinstance(node, list):
         for item in node:
             _repair(item)
@@ -78,8 +89,11 @@ def _repair(node: Any) -> None:
     if is_array and "items" not in node and "prefixItems" not in node:
         node["items"] = {}
     for key, value in node.items():
-        if key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(value, dict):
-            for subschema in value.values():
-                _repair(subschema)
-        elif key not in ("enum", "const", "default", "examples", "required"):
+        if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            for name, subschema in value.items():
+                if isinstance(subschema, bool):
+                    value[name] = {} if subschema else {"not": {}}
+                else:
+                    _repair(subschema)
+        elif key not in _VALUE_KEYS:
             _repair(value)

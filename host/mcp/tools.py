@@ -1,6 +1,6 @@
 """Host values for tools and their results, built from the SDK's types at this edge and nowhere else.
 
-Imports mcp_types only; no other host module.
+Imports mcp_types and host.mcp.schema; no other host module.
 """
 
 import base64
@@ -10,28 +10,31 @@ from typing import Any
 
 import mcp_types
 
+from host.mcp.schema import function_parameters
+
 DEFAULT_RESULT_MAX_CHARS = 16_000
 
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """One tool as its server describes it."""
+    """One tool as its server describes it; `parameters` is its input schema repaired for OpenAI-style APIs."""
 
     server: str
     name: str
     description: str
-    input_schema: dict[str, Any]
+    parameters: dict[str, Any]
     read_only: bool | None = None
     destructive: bool | None = None
 
     @classmethod
     def from_mcp(cls, server: str, tool: mcp_types.Tool) -> "ToolSpec":
+        """Raises TypeError or ValueError when the input schema cannot be made usable."""
         annotations = tool.annotations
         return cls(
             server=server,
             name=tool.name,
             description=tool.description or tool.title or "",
-            input_schema=dict(tool.input_schema),
+            parameters=function_parameters(dict(tool.input_schema)),
             read_only=annotations.read_only_hint if annotations else None,
             destructive=annotations.destructive_hint if annotations else None,
         )

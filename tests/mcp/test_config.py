@@ -85,6 +85,12 @@ def test_an_undefined_variable_names_file_server_field_and_variable() -> None:
         ({"command": "srv", "scope": "user"}, "server 'bad': field 'scope': Input should be 'shared' or 'chat'"),
         ({"command": "srv", "tools": {"only": ["a"]}}, "server 'bad': field 'tools.only': Extra inputs"),
         ({"command": "srv", "args": ["${CHAT_ID}"]}, 'only replaced in servers with "scope": "chat"'),
+        ({"url": "http://x/${CHAT_ID}", "scope": "chat"}, "only replaced in 'args', 'env' values and 'cwd'"),
+        ({"command": "srv", "args": ["${CHAT_ID:-0}"], "scope": "chat"}, "write ${CHAT_ID}, without a default"),
+        ({"command": "srv", "disabled": "yes"}, "field 'disabled': Input should be a valid boolean"),
+        ({"command": "srv", "timeout": True}, "field 'timeout': Input should be a valid number"),
+        ({"command": "srv", "name": "other"}, "field 'name': not a setting"),
+        ({"url": "http://x/mcp", "headers": {"Authorization": "Bearer t\n"}}, "header 'Authorization' has"),
         ("not an object", "server 'bad': must be an object of settings"),
     ],
 )
@@ -129,3 +135,24 @@ def test_chat_scope_replaces_chat_id_in_args_env_and_cwd_only() -> None:
 def test_the_shipped_config_is_valid() -> None:
     servers = load_servers(Path(__file__).resolve().parents[2] / "mcp_servers.json", environ={})
     assert servers, "the default mcp_servers.json lists no server"
+
+
+def test_integer_seconds_are_fine() -> None:
+    [server] = parse({"a": {"command": "srv", "timeout": 5, "init_timeout": 2.5}})
+    assert (server.timeout, server.init_timeout) == (5.0, 2.5)
+
+
+def test_server_names_cannot_contain_the_tool_name_separator() -> None:
+    assert "may not contain '__'" in refused({"my__server": {"command": "srv"}})
+
+
+def test_a_server_listed_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"mcpServers": {"a": {"command": "one"}, "a": {"command": "two"}}}')
+    with pytest.raises(ConfigError, match="the key 'a' appears twice"):
+        load_servers(path)
+
+
+def test_secrets_stay_out_of_the_config_repr() -> None:
+    [server] = parse({"a": {"url": "https://x/mcp?key=s3cret", "headers": {"Authorization": "Bearer s3cret"}}})
+    assert "s3cret" not in repr(server)

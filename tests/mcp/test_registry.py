@@ -15,7 +15,7 @@ from host.mcp.config import load_servers, parse_servers
 from host.mcp.connection import ServerConnection, Status
 from host.mcp.registry import Registry
 from host.mcp.tools import BinaryPart
-from tests.conftest import free_port, npm_server, peer_server, process_alive, start_http_peer
+from tests.conftest import ROOT, free_port, npm_server, peer_server, process_alive, start_http_peer
 
 pytestmark = pytest.mark.anyio
 
@@ -202,6 +202,8 @@ async def test_results_keep_errors_images_and_are_capped(write_config: Any) -> N
             assert stats.structured == {"files": 3, "bytes": 1024} and '"files": 3' in stats.text()
             document = await registry.call("ours__document", {})
             assert document.text() == "[resource file:///notes.md]\n# Notes"
+            broken = await registry.call("ours__mismatch", {})
+            assert broken.is_error and "Invalid structured content" in broken.text()
             bad_args = await registry.call("ours__add", {"a": "not a number"})
             assert bad_args.is_error
 
@@ -256,3 +258,67 @@ async def test_a_remote_server_that_goes_away_fails_fast_and_is_reconnected(tran
     finally:
         server.kill()
         server.wait()
+
+
+async def test_a_server_that_stops_reading_is_replaced_within_its_timeout(write_config: Any) -> None:
+    config = write_config({"frozen": peer_server() | {"timeout": 1}})
+    async with Registry(load_servers(config), backoff_first=0.2) as registry:
+        frozen = await connection_named(registry, "frozen")
+        pid = int((await registry.call("frozen__pid", {})).text())
+        os.kill(pid, signal.SIGSTOP)  # alive, reading nothing: its stdin pipe fills up
+        try:
+            with anyio.fail_after(1 + 7 + 1), pytest.raises(ServerUnavailable, match="stopped reading requests"):
+                await registry.call("frozen__echo", {"text": "x" * 1_000_000})
+            assert not await registry.catalogue()
+            with anyio.fail_after(1), pytest.raises(ServerUnavailable, match="'frozen' is not connected"):
+                await registry.call("frozen__echo", {"text": "the model still has the old tool list"})
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        with anyio.fail_after(20):
+            await frozen.wait_until(connected)
+        assert int((await registry.call("frozen__pid", {})).text()) != pid
+
+
+async def test_cancelling_the_start_leaves_no_process(write_config: Any) -> None:
+    config = write_config({"a": peer_server(), "b": peer_server()})
+    with anyio.move_on_after(0.2) as scope:
+        async with Registry(load_servers(config)):
+            pytest.fail("the servers cannot have started within 0.2 s")
+    assert scope.cancelled_caught
+    assert not _children_named("python")
+
+
+async def test_per_chat_instances_start_once_and_are_capped(write_config: Any, tmp_path: Path) -> None:
+    workspace = str(tmp_path / "ws-${CHAT_ID}")
+    entry = peer_server() | {"scope": "chat", "cwd": workspace, "env": {"PYTHONPATH": str(ROOT)}}
+    config = write_config({"mine": entry})
+    with anyio.fail_after(30):
+        async with Registry(load_servers(config), max_chat_instances=2) as registry:
+            first, second = await gather(registry.catalogue(1), registry.catalogue(1))
+            assert len(first) == len(second) > 0  # the second caller waited for the instance the first started
+            assert (await registry.call("mine__cwd", {}, chat_id=1)).text() == str(tmp_path / "ws-1")
+            one = await connection_named(registry, "mine", chat_id=1)
+            await registry.connections(2)
+            await registry.connections(3)  # a third instance stops the least recently used one, chat 1's
+            await one.wait_until(lambda c: c.status is Status.STOPPED)
+            assert (await registry.call("mine__cwd", {}, chat_id=3)).text() == str(tmp_path / "ws-3")
+
+
+async def test_an_instance_busy_with_a_call_is_not_stopped_as_idle(write_config: Any) -> None:
+    config = write_config({"mine": peer_server() | {"scope": "chat", "idle_timeout": 0.5, "timeout": 10}})
+    with anyio.fail_after(30):
+        async with Registry(load_servers(config)) as registry:
+            result = await registry.call("mine__sleep", {"seconds": 2}, chat_id=5)
+            assert (result.is_error, result.text()) == (False, "slept 2.0")
+
+
+async def gather(*awaitables: Any) -> list[Any]:
+    results: list[Any] = [None] * len(awaitables)
+
+    async def run(index: int, awaitable: Any) -> None:
+        results[index] = await awaitable
+
+    async with anyio.create_task_group() as tasks:
+        for index, awaitable in enumerate(awaitables):
+            tasks.start_soon(run, index, awaitable)
+    return results

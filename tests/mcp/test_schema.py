@@ -2,20 +2,12 @@
 
 from typing import Any
 
-from host.mcp.schema import function_parameters, openai_tool
+from host.mcp.schema import function_parameters
 
 
-def test_a_clean_schema_passes_through_with_its_description() -> None:
-    schema = {
-        "type": "object",
-        "properties": {"path": {"type": "string", "description": "where"}},
-        "required": ["path"],
-    }
-    tool = openai_tool("files__read", "Read a file", schema)
-    assert tool == {
-        "type": "function",
-        "function": {"name": "files__read", "description": "Read a file", "parameters": schema},
-    }
+def test_a_clean_schema_passes_through_unchanged() -> None:
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    assert function_parameters(schema) == schema
 
 
 def test_missing_properties_and_type_are_added() -> None:
@@ -86,3 +78,25 @@ def test_top_level_all_of_requires_everything() -> None:
 def test_enum_and_default_values_are_left_alone() -> None:
     schema = {"type": "object", "properties": {"mode": {"type": "string", "enum": ["array"], "default": []}}}
     assert function_parameters(schema) == schema
+
+
+def test_ref_branches_of_a_top_level_union_keep_their_parameters() -> None:
+    schema = {
+        "anyOf": [{"$ref": "#/$defs/ById"}, {"$ref": "#/$defs/ByName"}],
+        "$defs": {
+            "ById": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]},
+            "ByName": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        },
+    }
+    fixed = function_parameters(schema)
+    assert set(fixed["properties"]) == {"id", "name"} and "required" not in fixed
+
+
+def test_malformed_parts_are_ignored_rather_than_trusted() -> None:
+    schema = {
+        "oneOf": [{"properties": ["not", "a", "map"], "required": "abc"}, {"properties": {"x": True}}],
+        "required": "x",
+    }
+    fixed = function_parameters(schema)
+    assert fixed["properties"] == {"x": {}}
+    assert "required" not in fixed

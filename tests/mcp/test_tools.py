@@ -76,3 +76,4 @@ def test_tool_specs_keep_description_schema_and_hints() -> None:
     spec = ToolSpec.from_mcp("files", tool)
     assert (spec.server, spec.name, spec.description) == ("files", "delete_file", "Delete")
     assert (spec.read_only, spec.destructive) == (False, True)
+    assert spec.parameters == {"type": "object", "properties": {"path": {"type": "string"}}}

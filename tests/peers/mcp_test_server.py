@@ -26,7 +26,7 @@ PNG_1X1 = base64.b64decode(
 
 
 class PagedServer(MCPServer):
-    """Lists its tools `page_size` at a time, with a cursor."""
+    """Lists its tools `page_size` at a time, with a cursor; `mismatch` breaks its own output schema."""
 
     page_size = 0
 
@@ -37,6 +37,12 @@ class PagedServer(MCPServer):
         start = int(params.cursor) if params and params.cursor else 0
         end = start + self.page_size
         return mcp_types.ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
+
+    async def _handle_call_tool(self, ctx: Any, params: mcp_types.CallToolRequestParams) -> Any:
+        if params.name == "mismatch":
+            text = mcp_types.TextContent(type="text", text="three")
+            return mcp_types.CallToolResult(content=[text], structured_content={"count": "three"})
+        return await super()._handle_call_tool(ctx, params)
 
 
 server = PagedServer("test-server", instructions="Test server: use echo to repeat text.")
@@ -108,6 +114,12 @@ def image() -> mcp_types.ImageContent:
 def stats() -> dict[str, int]:
     """Counts, as structured content."""
     return {"files": 3, "bytes": 1024}
+
+
+@server.tool()
+def mismatch() -> dict[str, int]:
+    """Declares an integer count in its output schema, then sends a string (see PagedServer)."""
+    return {"count": 3}
 
 
 @server.tool()
