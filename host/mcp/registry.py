@@ -110,6 +110,8 @@ class Registry:
             result.append(connection)
         if own:
             await _wait_all_settled(own)
+            for connection in own:
+                connection.last_used = anyio.current_time()  # its idle time starts once it is up
         return result
 
     def _start_chat_instance(self, config: ServerConfig, chat_id: int) -> ServerConnection:
@@ -190,11 +192,15 @@ class Registry:
             now = anyio.current_time()
             for key, connection in list(self._per_chat.items()):
                 idle = now - connection.last_used >= connection.config.idle_timeout
-                if idle and not connection.calls_in_flight:
+                if idle and not connection.calls_in_flight and connection.status is not Status.STARTING:
                     self._stop_instance(key, "idle")
 
     def _stop_least_recently_used(self) -> None:
-        quiet = [(c.last_used, key) for key, c in self._per_chat.items() if not c.calls_in_flight]
+        quiet = [
+            (c.last_used, key)
+            for key, c in self._per_chat.items()
+            if not c.calls_in_flight and c.status is not Status.STARTING
+        ]
         if quiet:
             self._stop_instance(min(quiet)[1], "too many per-chat instances")
 
