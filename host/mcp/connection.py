@@ -31,9 +31,9 @@ BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
 STABLE_AFTER = 10.0  # a connection that lived this long resets the backoff
 MAX_TOOL_PAGES = 100
-# A call still unanswered this long past its timeout means the server is not reading what we send (a full
-# stdin pipe, a stopped process): the connection is taken down. The SDK may add up to 5 s of its own trying
-# to send the cancellation, so a call always ends within timeout + 7 s.
+# A call that cannot even be cancelled within this long after its timeout means the server is not reading
+# what we send (a full stdin pipe, a stopped process), and the connection is taken down. The SDK gives up
+# sending the cancellation after 5 s, so a call always ends within its timeout + 5 s.
 STUCK_AFTER = 2.0
 
 
@@ -113,32 +113,30 @@ class ServerConnection:
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
         """Call one tool. A failure of the tool itself is an error result; a connection that is down raises.
 
-        The SDK's read timeout bounds the call and sends `notifications/cancelled` when it runs out.
+        At the config's `timeout` the call is abandoned, and the SDK sends `notifications/cancelled`.
         """
         client = self._client
         if client is None:
             raise ServerUnavailable(self.unavailable_reason())
         seconds = self.config.timeout
         self.calls_in_flight += 1
+        started = anyio.current_time()
         try:
-            with anyio.move_on_after(seconds + STUCK_AFTER):
-                return await self._call(client, tool, arguments, seconds)
-            raise ServerUnavailable(self._lose(client, f"stopped reading requests ({tool} ran past {seconds:g} s)"))
+            with anyio.move_on_after(seconds):
+                return await self._call(client, tool, arguments)
+            if anyio.current_time() - started > seconds + STUCK_AFTER:  # not even the cancellation got through
+                raise ServerUnavailable(self._lose(client, f"stopped reading requests ({tool} ran past {seconds:g} s)"))
+            return ToolResult.error(f"{tool} timed out after {seconds:g} s and was cancelled")
         finally:
             self.calls_in_flight -= 1
             self.last_used = anyio.current_time()
 
-    async def _call(self, client: Client, tool: str, arguments: dict[str, Any], seconds: float) -> ToolResult:
-        started = anyio.current_time()
+    async def _call(self, client: Client, tool: str, arguments: dict[str, Any]) -> ToolResult:
         try:
-            result = await client.call_tool(tool, arguments, read_timeout_seconds=seconds)
+            result = await client.call_tool(tool, arguments)
         except MCPError as exc:
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 raise ServerUnavailable(self._lose(client, "the server closed the connection")) from None
-            if exc.code == mcp_types.REQUEST_TIMEOUT:
-                if anyio.current_time() - started > seconds + STUCK_AFTER:  # even the request never got through
-                    raise ServerUnavailable(self._lose(client, f"stopped reading requests ({tool})")) from None
-                return ToolResult.error(f"{tool} timed out after {seconds:g} s and was cancelled")
             return ToolResult.error(f"{tool} failed: {exc.message} (MCP error {exc.code})")
         except ValidationError as exc:
             return ToolResult.error(f"{tool}: the server sent a malformed result ({exc.error_count()} problems)")
