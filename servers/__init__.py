@@ -1,0 +1,1 @@
+"""mcpbot's own MCP servers. Each runs standalone under any MCP host; none imports `host`."""
