@@ -50,6 +50,7 @@ def transport_security(host: str, port: int, extra_hosts: list[str]) -> Transpor
     """Host/Origin checks that stay on whatever address the server listens on."""
     names = [*LOOPBACK, host] if host in LOOPBACK or host in ("0.0.0.0", "::") else [host]
     hosts = [f"{name}:{port}" if ":" not in name else f"[{name}]:{port}" for name in names]
-    hosts += [f"{name}:*" if ":" not in name else name for name in extra_hosts]
+    for name in extra_hosts:
+        hosts += [name, f"{name}:*"] if ":" not in name else [name]
     origins = [f"http://{allowed}" for allowed in hosts] + [f"https://{allowed}" for allowed in hosts]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
