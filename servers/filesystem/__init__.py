@@ -1,0 +1,1 @@
+"""The filesystem MCP server: file tools confined to one workspace directory. Never imports `host`."""

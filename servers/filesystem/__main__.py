@@ -1,0 +1,61 @@
+"""`python -m servers.filesystem [--root DIR] [--transport stdio|sse|streamable-http] [--host H] [--port P]`.
+
+Options and the workspace root only; the tools are in `server`, confinement in `paths`. Never imports `host`.
+"""
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from servers import launch
+
+from .paths import MIB, Limits
+from .server import NAME, build_server
+
+ROOT_VARIABLE = "MCP_FILESYSTEM_BASE_PATH"
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"mcpbot-{NAME}", description="File tools confined to one workspace.")
+    parser.add_argument(
+        "--root",
+        default=os.environ.get(ROOT_VARIABLE) or "./workspace",
+        help=f"the workspace directory, created if missing (default: ${ROOT_VARIABLE}, else ./workspace)",
+    )
+    parser.add_argument("--max-read-bytes", type=positive, default=MIB, help="largest file read_file returns")
+    parser.add_argument("--max-write-bytes", type=positive, default=MIB, help="largest content write_file accepts")
+    parser.add_argument("--max-list-entries", type=positive, default=1000, help="entries list_directory shows")
+    parser.add_argument("--max-search-results", type=positive, default=200, help="matches search_files shows")
+    launch.add_transport_arguments(parser)
+    options = parser.parse_args(argv)
+    root = Path(options.root)
+    if root.exists() and not root.is_dir():
+        parser.error(f"the workspace {str(root)!r} is not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"cannot create the workspace {str(root)!r}: {error.strerror}")
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    options = parse_options(argv)
+    limits = Limits(
+        max_read_bytes=options.max_read_bytes,
+        max_write_bytes=options.max_write_bytes,
+        max_list_entries=options.max_list_entries,
+        max_search_results=options.max_search_results,
+    )
+    launch.run(build_server(Path(options.root), limits), options)
+
+
+if __name__ == "__main__":
+    main()
