@@ -37,7 +37,10 @@ def add_transport_arguments(parser: argparse.ArgumentParser, default_port: int =
 def run(server: MCPServer[Any], options: argparse.Namespace) -> None:
     """Serve until stopped, on the transport the options name."""
     logging.basicConfig(
-        level=options.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=options.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,  # the SDK configures logging on import; ours replaces it
     )
     if options.transport == "stdio":
         server.run()

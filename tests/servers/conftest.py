@@ -51,9 +51,7 @@ def inspector(tmp_path: Path, *args: str) -> Any:
     if not binary.exists():
         pytest.fail(f"{binary} is missing: run `npm ci` (the README's test command does)")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
-    done = subprocess.run(
-        [str(binary), "--cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90
-    )
+    done = subprocess.run([str(binary), "--cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr or done.stdout
     return json.loads(done.stdout)
 

@@ -1,0 +1,66 @@
+"""`python -m servers.database` and the `mcpbot-database` console script: options, then the shared launcher.
+Never imports `host`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from servers import launch
+from servers.database.connection import Limits, database_url
+from servers.database.server import build_server
+
+URL_EXAMPLE = "sqlite+aiosqlite:///./data/demo.db"
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        prog="python -m servers.database",
+        description="A read-only MCP server for one SQLite or PostgreSQL database.",
+    )
+    result.add_argument(
+        "--url",
+        default=os.environ.get("MCP_DATABASE_URL"),
+        help=f"SQLAlchemy URL, e.g. {URL_EXAMPLE} or postgresql+asyncpg://reader@host/db (default: $MCP_DATABASE_URL)",
+    )
+    result.add_argument("--row-limit", type=positive_int, default=500, help="most rows a result holds (default: 500)")
+    result.add_argument(
+        "--statement-timeout", type=positive_float, default=10.0, help="seconds a query may run (default: 10)"
+    )
+    result.add_argument(
+        "--max-query-length", type=positive_int, default=20_000, help="longest query in characters (default: 20000)"
+    )
+    launch.add_transport_arguments(result)
+    return result
+
+
+def main() -> None:
+    arguments = parser()
+    options = arguments.parse_args()
+    if not options.url:
+        arguments.error(f"no database: pass --url (e.g. --url {URL_EXAMPLE}) or set MCP_DATABASE_URL")
+    try:
+        url = database_url(options.url)
+    except ValueError as error:
+        arguments.error(str(error))
+    limits = Limits(options.row_limit, options.statement_timeout, options.max_query_length)
+    launch.run(build_server(url, limits), options)
+
+
+if __name__ == "__main__":
+    main()
