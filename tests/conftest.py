@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_BIN = ROOT / "node_modules" / ".bin"
+POSTGRES_URL = os.environ.get("MCPBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://root@127.0.0.1:5432/test")
 
 
 @pytest.fixture
@@ -109,3 +110,22 @@ def process_alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """This machine's PostgreSQL; skips when absent, but fails when MCPBOT_REQUIRE_SERVICES=1 (CI)."""
+    if not _reachable("127.0.0.1", 5432):
+        reason = "PostgreSQL is not running on 127.0.0.1:5432"
+        if os.environ.get("MCPBOT_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}, and MCPBOT_REQUIRE_SERVICES=1")
+        pytest.skip(reason)
+    return POSTGRES_URL

@@ -1,8 +1,7 @@
-"""Fixtures for our own MCP servers: running them over stdio and HTTP, MCP Inspector's CLI, PostgreSQL."""
+"""Fixtures for our own MCP servers: running them over stdio and HTTP, and MCP Inspector's CLI."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,8 +12,6 @@ import pytest
 from mcp import StdioServerParameters
 
 from tests.conftest import NODE_BIN, ROOT, free_port, wait_for_port
-
-POSTGRES_URL = os.environ.get("MCPBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://root@127.0.0.1:5432/test")
 
 
 def stdio_params(module: str, *args: str, env: dict[str, str] | None = None) -> StdioServerParameters:
@@ -54,22 +51,3 @@ def inspector(tmp_path: Path, *args: str) -> Any:
     done = subprocess.run([str(binary), "--cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr or done.stdout
     return json.loads(done.stdout)
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    """This machine's PostgreSQL; skips when absent, but fails when MCPBOT_REQUIRE_SERVICES=1 (CI)."""
-    if not _reachable("127.0.0.1", 5432):
-        reason = "PostgreSQL is not running on 127.0.0.1:5432"
-        if os.environ.get("MCPBOT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason}, and MCPBOT_REQUIRE_SERVICES=1")
-        pytest.skip(reason)
-    return POSTGRES_URL
