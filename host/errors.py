@@ -2,6 +2,8 @@
 
     HostError
     ├── ConfigError          a settings value or mcp_servers.json is malformed (names file, server, field)
+    ├── StorageError         the conversation store could not be reached or refused an operation
+                             (defined in host/storage/repository.py, which owns the database libraries)
     └── ToolError            a tool could not be called at all (its result never came back)
         ├── UnknownToolError     no tool by that name in the catalogue
         └── ServerUnavailable    the tool's server is not connected (starting, failed, restarting)

@@ -1,0 +1,221 @@
+"""ConversationStore: conversations per chat and topic, their messages, users, and claimed Telegram updates.
+
+Owns the translation of SQLAlchemy and driver errors into StorageError. Imports nothing from the host but
+errors and storage; token counts arrive with the messages.
+"""
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Self
+
+from alembic.util import CommandError
+from sqlalchemy import Select, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from host.errors import HostError
+from host.storage.database import DEFAULT_URL, migrate, open_engine
+from host.storage.models import Conversation, Message, ProcessedUpdate, User, utcnow
+from host.storage.window import StoredMessage, fit_window
+
+_RESET_ATTEMPTS = 3
+
+
+class StorageError(HostError):
+    """The conversation store could not be reached or refused an operation; the message says which."""
+
+
+def window_query(conversation_id: int, max_messages: int) -> Select[Any]:
+    """The one query behind a window: the newest rows by the (conversation_id, id) index, newest first."""
+    return (
+        select(
+            Message.id,
+            Message.role,
+            Message.content,
+            Message.tool_calls,
+            Message.tool_call_id,
+            Message.token_count,
+            Message.created_at,
+        )
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.id.desc())
+        .limit(max_messages)
+    )
+
+
+class ConversationStore:
+    """Chat history on SQLite or PostgreSQL. Open with `async with ConversationStore.open(url) as store:`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine, for diagnostics (EXPLAIN) and benchmarks; the store owns and disposes it."""
+        return self._engine
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str = DEFAULT_URL) -> AsyncIterator[Self]:
+        """Connect, migrate to the newest schema, yield the store; the engine is disposed on exit."""
+        with _translated("open the database"):
+            engine = open_engine(url)
+        try:
+            with _translated("migrate the database"):
+                await migrate(engine)
+            yield cls(engine)
+        finally:
+            await engine.dispose()
+
+    async def current_conversation(self, chat_id: int, topic_id: int = 0) -> int:
+        """The open conversation of the chat (and forum topic), created if there is none."""
+        with _translated("load the conversation"):
+            async with self._engine.begin() as connection:
+                found = await connection.scalar(_open_conversation(chat_id, topic_id))
+                if found is not None:
+                    return int(found)
+                statement = _insert(connection, Conversation).values(
+                    chat_id=chat_id, topic_id=topic_id, created_at=utcnow()
+                )
+                await connection.execute(
+                    statement.on_conflict_do_nothing(
+                        index_elements=["chat_id", "topic_id"], index_where=Conversation.reset_at.is_(None)
+                    )
+                )
+                return int((await connection.execute(_open_conversation(chat_id, topic_id))).scalar_one())
+
+    async def reset(self, chat_id: int, topic_id: int = 0) -> int:
+        """Close the open conversation and start a new one; returns the new one's id."""
+        for attempt in range(1, _RESET_ATTEMPTS + 1):
+            try:
+                with _translated("reset the conversation"):
+                    async with self._engine.begin() as connection:
+                        now = utcnow()
+                        await connection.execute(
+                            update(Conversation).where(_is_open(chat_id, topic_id)).values(reset_at=now)
+                        )
+                        created = await connection.execute(
+                            insert(Conversation)
+                            .values(chat_id=chat_id, topic_id=topic_id, created_at=now)
+                            .returning(Conversation.id)
+                        )
+                        return int(created.scalar_one())
+            except StorageError as exc:  # a concurrent reset of the same chat opened one first: go again
+                if attempt == _RESET_ATTEMPTS or not isinstance(exc.__cause__, IntegrityError):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def append(self, conversation_id: int, message: StoredMessage, user_id: int | None = None) -> int:
+        """Store one message now, after every earlier one of the conversation; returns its id."""
+        with _translated("store the message"):
+            async with self._engine.begin() as connection:
+                stored = await connection.execute(
+                    insert(Message)
+                    .values(
+                        conversation_id=conversation_id,
+                        role=message.role,
+                        content=message.content,
+                        tool_calls=message.tool_calls,
+                        tool_call_id=message.tool_call_id,
+                        user_id=user_id,
+                        token_count=message.token_count,
+                        created_at=utcnow(),
+                    )
+                    .returning(Message.id)
+                )
+                return int(stored.scalar_one())
+
+    async def window(self, conversation_id: int, *, max_messages: int, max_tokens: int) -> list[StoredMessage]:
+        """The newest messages, oldest first, within both limits; tool calls stay with all their results.
+
+        One indexed query reads at most max_messages rows, so a window costs the same for any history length.
+        """
+        if max_messages <= 0 or max_tokens <= 0:
+            return []
+        with _translated("read the conversation"):
+            async with self._engine.connect() as connection:
+                rows = (await connection.execute(window_query(conversation_id, max_messages))).all()
+        return fit_window([_stored(row) for row in rows], max_tokens)
+
+    async def touch_user(self, user_id: int) -> None:
+        """Record the user with the time first seen; nothing changes when the user is known."""
+        with _translated("record the user"):
+            async with self._engine.begin() as connection:
+                statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences={})
+                await connection.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+
+    async def user_preferences(self, user_id: int) -> dict[str, Any]:
+        """The user's preferences; {} for a user never seen or never set."""
+        with _translated("read the user's preferences"):
+            async with self._engine.connect() as connection:
+                found = await connection.scalar(select(User.preferences).where(User.id == user_id))
+        return dict(found) if found else {}
+
+    async def set_user_preferences(self, user_id: int, prefs: dict[str, Any]) -> None:
+        """Replace the user's preferences (the user is recorded if new)."""
+        with _translated("store the user's preferences"):
+            async with self._engine.begin() as connection:
+                statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences=prefs)
+                await connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["id"], set_={"preferences": statement.excluded.preferences}
+                    )
+                )
+
+    async def claim_update(self, update_id: int) -> bool:
+        """True the first time an update id is claimed, False ever after (atomic, and across restarts)."""
+        with _translated("claim the update"):
+            async with self._engine.begin() as connection:
+                statement = _insert(connection, ProcessedUpdate).values(update_id=update_id, created_at=utcnow())
+                claimed = await connection.execute(
+                    statement.on_conflict_do_nothing(index_elements=["update_id"]).returning(ProcessedUpdate.update_id)
+                )
+                return claimed.first() is not None
+
+    async def healthy(self) -> bool:
+        """Whether the database answers a trivial query."""
+        try:
+            async with self._engine.connect() as connection:
+                return bool(await connection.scalar(text("SELECT 1")) == 1)
+        except (SQLAlchemyError, OSError):
+            return False
+
+
+def _is_open(chat_id: int, topic_id: int) -> ColumnElement[bool]:
+    return (Conversation.chat_id == chat_id) & (Conversation.topic_id == topic_id) & (Conversation.reset_at.is_(None))
+
+
+def _open_conversation(chat_id: int, topic_id: int) -> Select[int]:
+    return select(Conversation.id).where(_is_open(chat_id, topic_id))
+
+
+def _insert(connection: AsyncConnection, model: type[Any]) -> Any:
+    """The dialect's INSERT, which has on_conflict_do_nothing / on_conflict_do_update on both backends."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)
+
+
+def _stored(row: Row[Any]) -> StoredMessage:
+    return StoredMessage(
+        role=row.role,
+        content=row.content,
+        tool_calls=row.tool_calls,
+        tool_call_id=row.tool_call_id,
+        token_count=row.token_count,
+        id=row.id,
+        created_at=row.created_at,
+    )
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """SQLAlchemy, driver and Alembic errors become one StorageError saying what failed (the cause is chained)."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError, CommandError) as exc:
+        detail = exc.orig if isinstance(exc, DBAPIError) else exc
+        reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0][:300]
+        raise StorageError(f"could not {action}: {reason}") from exc
