@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         code = 2
+    except HostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
@@ -39,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_not_built("the Telegram front end"))
 
     chat = commands.add_parser("chat", help="chat with the bot in this terminal")
-    chat.set_defaults(handler=_not_built("the terminal chat"))
+    chat.add_argument("--once", metavar="TEXT", help="send one message, print only the answer, exit")
+    chat.add_argument("--chat-id", type=int, default=0, help="conversation to use (same id, same history)")
+    chat.set_defaults(handler=_chat)
 
     servers = commands.add_parser("servers", help="connect to every configured MCP server and list its tools")
     servers.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -61,6 +66,19 @@ def _not_built(what: str) -> Any:
         return 2
 
     return handler
+
+
+def _chat(options: argparse.Namespace, settings: Settings) -> int:
+    from host import chat
+    from host.app import open_app
+
+    async def run() -> int:
+        async with open_app(settings) as app:
+            if options.once is not None:
+                return await chat.once(app, options.chat_id, options.once)
+            return await chat.interactive(app, options.chat_id)
+
+    return anyio.run(run)
 
 
 def _servers(options: argparse.Namespace, settings: Settings) -> int:

@@ -26,9 +26,18 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = SecretStr("ollama")
     llm_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     llm_max_tokens: int = Field(default=2048, gt=0)
+    llm_timeout: float = Field(default=120.0, gt=0)
+    llm_retry_attempts: int = Field(default=3, ge=1)
+    llm_stream_tool_turns: bool = True
+    llm_max_tool_steps: int = Field(default=8, ge=1)
+    llm_max_context_tokens: int = Field(default=8000, gt=0)
+    max_history_messages: int = Field(default=50, gt=0)
+    llm_system_prompt: str | None = None
+    llm_system_prompt_file: Path | None = None
+    mcp_tool_result_max_chars: int = Field(default=16_000, gt=0)
 
-    database_url: str = "sqlite+aiosqlite:///./data/mcpbot.db"
-    redis_url: str | None = None
+    database_url: str = Field(default="sqlite+aiosqlite:///./data/mcpbot.db", repr=False)
+    redis_url: str | None = Field(default=None, repr=False)
 
     admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     secret_key: SecretStr | None = None

@@ -1,0 +1,68 @@
+"""The composition root: opens the MCP registry, the conversation store and the model client in one task,
+builds the engine on them, and closes everything in reverse. The only module that imports every layer."""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from host.engine.llm import ChatModel, ModelSettings
+from host.engine.loop import Engine, EngineSettings
+from host.engine.prompt import DEFAULT_SYSTEM_PROMPT
+from host.errors import ConfigError
+from host.mcp.config import load_servers
+from host.mcp.registry import Registry
+from host.settings import Settings
+from host.storage import ConversationStore
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    settings: Settings
+    registry: Registry
+    store: ConversationStore
+    model: ChatModel
+    engine: Engine
+
+
+def system_prompt_text(settings: Settings) -> str:
+    """LLM_SYSTEM_PROMPT_FILE, else LLM_SYSTEM_PROMPT, else the default."""
+    if settings.llm_system_prompt_file is not None:
+        try:
+            return settings.llm_system_prompt_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"LLM_SYSTEM_PROMPT_FILE: cannot read {settings.llm_system_prompt_file}: {exc}") from None
+    return settings.llm_system_prompt or DEFAULT_SYSTEM_PROMPT
+
+
+def model_settings(settings: Settings) -> ModelSettings:
+    return ModelSettings(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value(),
+        model=settings.llm_model_name,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        timeout=settings.llm_timeout,
+        retry_attempts=settings.llm_retry_attempts,
+        stream_tool_turns=settings.llm_stream_tool_turns,
+    )
+
+
+@asynccontextmanager
+async def open_app(settings: Settings) -> AsyncIterator[App]:
+    """Everything the front ends need, opened together (the servers concurrently) and closed in reverse."""
+    servers = load_servers(settings.mcp_servers_config)
+    engine_settings = EngineSettings(
+        system_prompt=system_prompt_text(settings),
+        max_tool_steps=settings.llm_max_tool_steps,
+        max_context_tokens=settings.llm_max_context_tokens,
+        max_history_messages=settings.max_history_messages,
+        answer_tokens=settings.llm_max_tokens,
+    )
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(ConversationStore.open(settings.database_url))
+        registry = await stack.enter_async_context(
+            Registry(servers, result_max_chars=settings.mcp_tool_result_max_chars)
+        )
+        model = await stack.enter_async_context(ChatModel(model_settings(settings)))
+        engine = Engine(model, registry, store, engine_settings)
+        yield App(settings, registry, store, model, engine)

@@ -1,0 +1,94 @@
+"""`mcpbot chat`: the engine in a terminal. Streams answers to stdout and tool activity to stderr, so that
+`--once` prints only the answer on stdout. A thin front end: parse, call the engine, render."""
+
+import sys
+from typing import TextIO
+
+import anyio
+import anyio.to_thread
+
+from host.app import App
+from host.engine.llm import ModelUnavailable, TextDelta
+from host.engine.loop import ToolFinished, ToolStarted, TurnFinished
+from host.errors import HostError
+from host.mcp.connection import Status
+
+HELP = "Commands: /reset (new conversation), /tools, /servers, /exit. Anything else goes to the model."
+
+
+async def once(app: App, chat_id: int, text: str) -> int:
+    """One turn; the answer alone on stdout. Exit status 1 when the turn failed."""
+    return 0 if await _turn(app, chat_id, text, stream_to=None) else 1
+
+
+async def interactive(app: App, chat_id: int) -> int:
+    print(f"mcpbot chat (conversation {chat_id}). {HELP}", file=sys.stderr)
+    while True:
+        try:
+            line = await anyio.to_thread.run_sync(input, "> ")
+        except EOFError:
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            return 0
+        if text == "/reset":
+            await app.engine.reset(chat_id)
+            print("Started a new conversation.", file=sys.stderr)
+        elif text == "/tools":
+            await _print_tools(app, chat_id)
+        elif text == "/servers":
+            await _print_servers(app, chat_id)
+        elif text.startswith("/") and text != "/":
+            print(HELP, file=sys.stderr)
+        else:
+            await _turn(app, chat_id, text, stream_to=sys.stdout)
+
+
+async def _turn(app: App, chat_id: int, text: str, stream_to: TextIO | None) -> bool:
+    """Run one turn; stream text to `stream_to` (or print only the final answer when None)."""
+    try:
+        async for event in app.engine.turn(chat_id, text):
+            if isinstance(event, TextDelta) and stream_to is not None:
+                stream_to.write(event.text)
+                stream_to.flush()
+            elif isinstance(event, ToolStarted):
+                print(f"\n[{event.server}: {event.tool} {_short(event.arguments)}]", file=sys.stderr)
+            elif isinstance(event, ToolFinished):
+                outcome = "ok" if event.ok else "failed"
+                print(f"[{event.server}: {event.tool} {outcome} in {event.seconds:.2f} s]", file=sys.stderr)
+            elif isinstance(event, TurnFinished):
+                if stream_to is None:
+                    print(event.text)
+                else:
+                    stream_to.write("\n")
+    except ModelUnavailable as exc:
+        print(f"\n{exc} Your message is saved; send it again later or check LLM_BASE_URL.", file=sys.stderr)
+        return False
+    except HostError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+async def _print_tools(app: App, chat_id: int) -> None:
+    catalogue = await app.registry.catalogue(chat_id)
+    if not catalogue:
+        print("No tools are available.", file=sys.stderr)
+    for entry in catalogue:
+        summary = entry.spec.description.strip().splitlines()
+        print(f"{entry.name}  {summary[0][:100] if summary else ''}", file=sys.stderr)
+
+
+async def _print_servers(app: App, chat_id: int) -> None:
+    for connection in await app.registry.connections(chat_id):
+        state = "connected" if connection.status is Status.CONNECTED else connection.unavailable_reason()
+        print(
+            f"{connection.name} [{connection.config.transport}] {state}, {len(connection.tools)} tools", file=sys.stderr
+        )
+
+
+def _short(arguments: object, limit: int = 80) -> str:
+    text = str(arguments)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,496 @@
+"""The one model client for any OpenAI-compatible chat-completions server (Ollama, Ollama Cloud, vLLM), on openai.
+
+Owns streaming, tool-call assembly, reasoning fields, timeouts and retries; the SDK's errors become ModelUnavailable
+here and nowhere else. Imports only host.errors from the host: never host.mcp, host.storage or host.telegram.
+"""
+
+import email.utils
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import anyio
+import openai
+import structlog
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
+
+from host.errors import HostError
+
+log = structlog.get_logger("host.engine")
+
+BACKOFF_FIRST = 0.5
+"""Seconds before the second attempt; each further attempt waits twice as long."""
+RETRY_AFTER_CAP = 30.0
+"""A server's Retry-After is honoured up to this many seconds."""
+HEALTH_TIMEOUT = 10.0
+_PLACEHOLDER_KEY = "none"  # the SDK insists on some key; Ollama ignores it
+
+
+class ModelUnavailable(HostError):
+    """The model could not be reached or kept failing after the retries; the message is fit for a user."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # the raw JSON text the model produced ("" is given as "{}")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    reasoning: str
+    tool_calls: tuple[ToolCall, ...]
+    usage: Usage | None
+    finish_reason: str | None
+
+
+ModelEvent = TextDelta | ReasoningDelta | Completion
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    base_url: str
+    api_key: str
+    model: str
+    temperature: float = 0.7
+    max_tokens: int = 2048
+    timeout: float = 120.0
+    retry_attempts: int = 3
+    stream_tool_turns: bool = True
+
+
+class ChatModel:
+    """A client for one model on one server; an async context manager that owns its HTTP connections.
+
+    Consume `complete()` to the end, or close it (`contextlib.aclosing`), so that its connection is released.
+    """
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        *,
+        backoff_first: float = BACKOFF_FIRST,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+    ) -> None:
+        self.settings = settings
+        self._backoff_first = backoff_first
+        self._retry_after_cap = retry_after_cap
+        self._client = openai.AsyncOpenAI(
+            base_url=settings.base_url,
+            api_key=settings.api_key or _PLACEHOLDER_KEY,
+            timeout=settings.timeout,
+            max_retries=0,
+        )
+
+    async def __aenter__(self) -> "ChatModel":
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._client.close()
+
+    async def complete(
+        self,
+        messages: list[ChatCompletionMessageParam],
+        tools: list[ChatCompletionToolParam] | None = None,
+        *,
+        tool_choice: Literal["auto", "none"] | None = None,
+    ) -> AsyncGenerator[ModelEvent, None]:
+        """Stream one model turn: TextDelta/ReasoningDelta as they come, then exactly one Completion last.
+
+        Streams unless tools are offered and settings.stream_tool_turns is False; a non-streamed turn yields its
+        whole reasoning (if any) as one ReasoningDelta and its whole text as one TextDelta before the Completion.
+        A streamed turn whose tool-call arguments are not a JSON object is asked again once without streaming; from
+        the repeat only text not yet shown is yielded, and its Completion is the turn's. Failures are retried while
+        the failed attempt has yielded nothing (see `_attempts`); ModelUnavailable is raised when they run out.
+        """
+        request = _Request(messages, tools or None, tool_choice)
+        if tools and not self.settings.stream_tool_turns:
+            async with aclosing(self._attempts(lambda: self._whole(request))) as events:
+                async for event in events:
+                    yield event
+            return
+        shown: list[str] = []
+        turn: Completion | None = None
+        async with aclosing(self._attempts(lambda: self._streamed(request))) as events:
+            async for event in events:
+                if isinstance(event, Completion):
+                    turn = event
+                    continue
+                if isinstance(event, TextDelta):
+                    shown.append(event.text)
+                yield event
+        if turn is None:  # _attempts always ends with a Completion or raises
+            raise ModelUnavailable("The model server ended its answer without finishing it")
+        if any(not _is_json_object(call.arguments) for call in turn.tool_calls):
+            log.warning("llm_tool_arguments_malformed", action="repeating the turn without streaming")
+            already = "".join(shown)
+            async with aclosing(self._attempts(lambda: self._whole(request))) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        rest = event.text[len(already) :] if event.text.startswith(already) else ""
+                        if rest:
+                            yield TextDelta(rest)
+                    elif isinstance(event, Completion):
+                        turn = event
+        yield turn
+
+    async def healthy(self) -> bool:
+        """Whether the model answers: GET /models lists it, or else a 1-token completion works. Never raises."""
+        with anyio.move_on_after(HEALTH_TIMEOUT):
+            try:
+                page = await self._client.models.list(timeout=HEALTH_TIMEOUT)
+                if any(model.id == self.settings.model for model in page.data):
+                    return True
+            except openai.APIStatusError as exc:
+                if exc.status_code not in (404, 405, 501):
+                    log.info("llm_health_failed", status=exc.status_code)
+                    return False
+            except Exception as exc:
+                log.info("llm_health_failed", error=type(exc).__name__)
+                return False
+            try:  # no /models, or the model is served under another name there
+                await self._client.chat.completions.create(
+                    model=self.settings.model,
+                    messages=[{"role": "user", "content": "ping"}],
+                    max_tokens=1,
+                    stream=False,
+                    timeout=HEALTH_TIMEOUT,
+                )
+            except Exception as exc:
+                log.info("llm_health_failed", error=type(exc).__name__, status=getattr(exc, "status_code", None))
+                return False
+            return True
+        log.info("llm_health_failed", error="timeout")
+        return False
+
+    # -- attempts --------------------------------------------------------------------------------------------
+    async def _attempts(self, attempt: Callable[[], AsyncGenerator[ModelEvent]]) -> AsyncGenerator[ModelEvent]:
+        """Run `attempt` up to retry_attempts times in all: 429, 5xx, timeouts and connection errors are tried
+        again (after Retry-After, capped, or an exponential backoff), but only while the failed attempt yielded
+        nothing; any other failure, or one after a delta, raises ModelUnavailable at once."""
+        attempts = max(1, self.settings.retry_attempts)
+        for number in range(1, attempts + 1):
+            yielded = False
+            try:
+                async with aclosing(attempt()) as events:
+                    async for event in events:
+                        yielded = yielded or not isinstance(event, Completion)
+                        yield event
+                return
+            except (openai.OpenAIError, json.JSONDecodeError, _Malformed) as exc:
+                failure = _classify(exc)
+            again = failure.retryable and not yielded and number < attempts
+            delay = self._delay(failure, number) if again else None
+            log.warning(
+                "llm_attempt_failed",
+                attempt=number,
+                attempts=attempts,
+                status=failure.status,
+                error=failure.kind,
+                retry_in=None if delay is None else round(delay, 2),
+            )
+            if delay is None:
+                raise ModelUnavailable(self._message(failure, number, midway=yielded)) from None
+            await anyio.sleep(delay)
+
+    def _delay(self, failure: "_Failure", number: int) -> float:
+        if failure.retry_after is not None:
+            return min(self._retry_after_cap, failure.retry_after)
+        return float(self._backoff_first * 2 ** (number - 1))
+
+    def _message(self, failure: "_Failure", attempts: int, *, midway: bool) -> str:
+        tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
+        if midway:
+            reason = f"HTTP {failure.status}" if failure.status else failure.kind
+            return f"The model server broke off its answer ({reason})"
+        if failure.kind == "timeout":
+            return f"The model server did not answer within {self.settings.timeout:g} s ({tries})"
+        if failure.kind == "connection":
+            return f"The model server at {_safe_url(self.settings.base_url)} could not be reached ({tries})"
+        if failure.kind == "malformed":
+            return "The model server sent a response that could not be read"
+        if failure.status == 429:
+            return f"The model server is overloaded (HTTP 429 after {tries})"
+        if failure.status in (401, 403):
+            return f"The model server refused the API key (HTTP {failure.status})"
+        if failure.status == 404:
+            return f"The model server does not serve model {self.settings.model!r} (HTTP 404)"
+        if failure.retryable:
+            return f"The model server did not answer (HTTP {failure.status} after {tries})"
+        detail = self._redact(failure.detail)
+        status = f"HTTP {failure.status}: " if failure.status else ""
+        return f"The model server rejected the request ({status}{detail})"
+
+    def _redact(self, text: str) -> str:
+        key = self.settings.api_key
+        return text.replace(key, "***") if len(key) >= 4 else text
+
+    # -- one request -----------------------------------------------------------------------------------------
+    async def _streamed(self, request: "_Request") -> AsyncGenerator[ModelEvent]:
+        stream = await self._client.chat.completions.create(
+            model=self.settings.model,
+            messages=request.messages,
+            temperature=self.settings.temperature,
+            max_tokens=self.settings.max_tokens,
+            tools=request.tools if request.tools else openai.omit,
+            tool_choice=request.tool_choice if request.tool_choice else openai.omit,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        turn = _TurnBuilder()
+        async with stream:
+            async for chunk in stream:
+                for event in turn.add(chunk):
+                    yield event
+        yield turn.completion()
+
+    async def _whole(self, request: "_Request") -> AsyncGenerator[ModelEvent]:
+        response = await self._client.chat.completions.create(
+            model=self.settings.model,
+            messages=request.messages,
+            temperature=self.settings.temperature,
+            max_tokens=self.settings.max_tokens,
+            tools=request.tools if request.tools else openai.omit,
+            tool_choice=request.tool_choice if request.tool_choice else openai.omit,
+            stream=False,
+        )
+        completion = _from_response(response)
+        if completion.reasoning:
+            yield ReasoningDelta(completion.reasoning)
+        if completion.text:
+            yield TextDelta(completion.text)
+        yield completion
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    messages: list[ChatCompletionMessageParam]
+    tools: list[ChatCompletionToolParam] | None
+    tool_choice: Literal["auto", "none"] | None
+
+
+class _Malformed(Exception):
+    """A response that parses but cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """One failed attempt, classified: whether to try again, and what to tell the user and the log."""
+
+    retryable: bool
+    kind: str  # "http", "timeout", "connection", "stream_error", "malformed"
+    status: int | None = None
+    retry_after: float | None = None
+    detail: str = ""
+
+
+def _classify(exc: Exception) -> _Failure:
+    if isinstance(exc, openai.APITimeoutError):
+        return _Failure(retryable=True, kind="timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return _Failure(retryable=True, kind="connection")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retryable = status in (408, 409, 429) or status >= 500
+        return _Failure(retryable, "http", status, _retry_after(exc.response.headers), _short(exc.message))
+    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | _Malformed):
+        return _Failure(retryable=False, kind="malformed")
+    if isinstance(exc, openai.APIError):  # an error event inside a stream
+        return _Failure(retryable=True, kind="stream_error", detail=_short(exc.message))
+    return _Failure(retryable=False, kind=type(exc).__name__, detail=_short(str(exc)))
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from `retry-after-ms`, or `retry-after` as seconds or an HTTP date; None when absent or unreadable."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _safe_url(url: str) -> str:
+    """The URL without credentials or query, fit to show."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+def _arguments(text: str) -> str:
+    return text if text.strip() else "{}"
+
+
+def _reasoning(part: Any) -> str:
+    """gpt-oss reasoning from a delta or message: `reasoning` (Ollama, newer vLLM) or `reasoning_content`."""
+    extra = getattr(part, "model_extra", None) or {}
+    for name in ("reasoning", "reasoning_content"):
+        value = extra.get(name, getattr(part, name, None))
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _usage(usage: Any) -> Usage | None:
+    if usage is None:
+        return None
+    return Usage(int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
+
+
+def _new_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+class _PartialCall:
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+
+class _TurnBuilder:
+    """Assembles one streamed turn from its chunks (choice 0 only), whichever way a server shapes tool calls."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: list[_PartialCall] = []
+        self.by_index: dict[int, _PartialCall] = {}
+        self.by_id: dict[str, _PartialCall] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    def add(self, chunk: ChatCompletionChunk) -> list[TextDelta | ReasoningDelta]:
+        events: list[TextDelta | ReasoningDelta] = []
+        usage = _usage(getattr(chunk, "usage", None))
+        if usage is not None:
+            self.usage = usage
+        for choice in getattr(chunk, "choices", None) or []:
+            if (getattr(choice, "index", 0) or 0) != 0:
+                continue
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            delta = getattr(choice, "delta", None)
+            if delta is None:
+                continue
+            reasoning = _reasoning(delta)
+            if reasoning:
+                self.reasoning.append(reasoning)
+                events.append(ReasoningDelta(reasoning))
+            if delta.content:
+                self.text.append(delta.content)
+                events.append(TextDelta(delta.content))
+            for piece in delta.tool_calls or []:
+                self._add_call(piece)
+        return events
+
+    def _add_call(self, piece: Any) -> None:
+        """Name is set (some servers repeat it in every piece), arguments are appended. A piece without `index`
+        belongs to the call with its id, starts a new call when its id is new, and else continues the last call."""
+        index: int | None = getattr(piece, "index", None)
+        call_id: str = getattr(piece, "id", None) or ""
+        call: _PartialCall | None = None
+        if index is not None:
+            call = self.by_index.get(index)
+            if call is not None and call_id and call.id and call.id != call_id:
+                call = None  # a server that numbers every call 0
+        elif call_id:
+            call = self.by_id.get(call_id)
+        elif self.calls:
+            call = self.calls[-1]
+        if call is None:
+            call = _PartialCall()
+            self.calls.append(call)
+            if index is not None:
+                self.by_index[index] = call
+        if call_id:
+            call.id = call_id
+            self.by_id[call_id] = call
+        function = getattr(piece, "function", None)
+        if function is not None:
+            if function.name:
+                call.name = function.name
+            if function.arguments:
+                call.arguments.append(function.arguments)
+
+    def completion(self) -> Completion:
+        calls = tuple(ToolCall(c.id or _new_id(), c.name, _arguments("".join(c.arguments))) for c in self.calls)
+        return Completion("".join(self.text), "".join(self.reasoning), calls, self.usage, self.finish_reason)
+
+
+def _from_response(response: ChatCompletion) -> Completion:
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        raise _Malformed("the response has no choices")
+    choice = choices[0]
+    message = choice.message
+    calls = []
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None)
+        if function is None:  # a custom (non-function) tool call: not something we offered
+            continue
+        calls.append(ToolCall(call.id or _new_id(), function.name or "", _arguments(function.arguments or "")))
+    return Completion(
+        message.content or "",
+        _reasoning(message),
+        tuple(calls),
+        _usage(getattr(response, "usage", None)),
+        choice.finish_reason,
+    )

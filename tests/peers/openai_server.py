@@ -1,0 +1,352 @@
+"""A real OpenAI-compatible chat-completions server that tests script (Starlette + uvicorn on 127.0.0.1).
+
+It runs in a thread of its own, so that async tests, blocking subprocess tests and benchmarks can all talk to it
+over HTTP; it records every chat request body. Imports nothing from the host.
+
+    with ScriptedModelServer() as server:
+        server.script(Reply(tool_calls=(Call("files_read", {"path": "a.txt"}),)),
+                      lambda body: Reply(text=f"It says {tool_results(body)[-1]}"))
+        ...  # point the client at server.base_url
+        assert server.bodies[1]["messages"][-1]["role"] == "tool"
+"""
+
+import asyncio
+import contextlib
+import itertools
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+ToolCallStyle = Literal["first", "repeat", "no_index"]
+"""How streamed tool-call chunks look: "first" (OpenAI: id and name only in the first piece of each call),
+"repeat" (id and name again in every piece) or "no_index" (like "repeat", without the `index` field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One tool call the scripted model makes; a str `arguments` is sent as is (it may be broken JSON)."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None  # None: the server makes one up ("call_1", "call_2", ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One model turn. Streamed as `chunks` pieces of reasoning, of text and of each call's arguments."""
+
+    text: str = ""
+    reasoning: str = ""
+    reasoning_field: Literal["reasoning", "reasoning_content"] = "reasoning"
+    tool_calls: tuple[Call, ...] = ()
+    style: ToolCallStyle = "first"
+    chunks: int = 3
+    finish_reason: str | None = None  # None: "tool_calls" when there are calls, else "stop"
+    usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens); None: a rough count
+    hang_after: bool = False  # streamed: send everything but the end, then stall until the server stops
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Answer `times` requests (None: all from now on) with an HTTP error status."""
+
+    status: int
+    times: int | None = 1
+    retry_after: str | None = None
+    message: str = "scripted failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    """Never answer `times` requests (None: all from now on); they are let go when the server stops."""
+
+    times: int | None = 1
+
+
+Outcome = Reply | Fail | Hang
+Script = Outcome | Callable[[dict[str, Any]], Outcome]
+"""A scripted step: an outcome, or a function of the request body that returns one (used once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A chat-completions request as the server received it."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float  # time.monotonic() on arrival
+
+
+def tool_results(body: dict[str, Any]) -> list[str]:
+    """The contents of the tool messages that follow the last assistant message of a request."""
+    results: list[str] = []
+    for message in body.get("messages", []):
+        if message.get("role") == "assistant":
+            results = []
+        elif message.get("role") == "tool":
+            content = message.get("content")
+            results.append(content if isinstance(content, str) else json.dumps(content))
+    return results
+
+
+def _pieces(text: str, count: int) -> list[str]:
+    """`text` cut into at most `count` non-empty pieces of about equal length."""
+    if not text:
+        return []
+    count = max(1, min(count, len(text)))
+    size = -(-len(text) // count)
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+class ScriptedModelServer:
+    """The server; use it as a context manager (start on enter, stop on exit), one per test."""
+
+    def __init__(self, *, model: str = "scripted-model", models_endpoint: bool = True) -> None:
+        self.model = model
+        self.models_endpoint = models_endpoint
+        self.requests: list[Recorded] = []
+        self.record = True
+        self._queue: deque[list[Any]] = deque()  # [script, remaining uses or None]
+        self._default: Script | None = None
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._release: asyncio.Event | None = None
+
+    # -- scripting -------------------------------------------------------------------------------------------
+    def script(self, *steps: Script) -> None:
+        """Queue outcomes, consumed one request at a time (a Fail or Hang once per `times`)."""
+        with self._lock:
+            for step in steps:
+                uses = step.times if isinstance(step, Fail | Hang) else 1
+                self._queue.append([step, uses])
+
+    def always(self, step: Script | None) -> None:
+        """What every request gets once the queue is empty (None: an HTTP 400 saying the script ran out)."""
+        with self._lock:
+            self._default = step
+
+    def instant(self, text: str = "ok") -> None:
+        """Benchmark mode: every request gets `text` in one chunk at once, and nothing is recorded."""
+        self.record = False
+        self.always(Reply(text=text, chunks=1, usage=(1, 1)))
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """The request bodies received so far, in order."""
+        return [recorded.body for recorded in self.requests]
+
+    @property
+    def pending(self) -> int:
+        """Scripted steps not used up yet."""
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def port(self) -> int:
+        assert self._socket is not None, "the server is not started"
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _next(self, body: dict[str, Any]) -> Outcome:
+        with self._lock:
+            if self._queue:
+                entry = self._queue[0]
+                step = entry[0]
+                if entry[1] is not None:
+                    entry[1] -= 1
+                    if entry[1] <= 0:
+                        self._queue.popleft()
+            else:
+                step = self._default
+        if step is None:
+            return Fail(400, message=f"scripted server: no reply left for request {len(self.requests)}")
+        return step(body) if callable(step) else step
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+    def __enter__(self) -> "ScriptedModelServer":
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(128)  # connections queue up from here on, even before uvicorn accepts them
+        config = uvicorn.Config(
+            self._app(),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            loop="asyncio",
+            http="h11",
+            ws="none",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name=f"scripted-model-{self.port}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=10) or self._failure is not None:
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the scripted model server did not start: {self._failure!r}")
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._loop is not None and self._release is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended between the check and the call
+                self._loop.call_soon_threadsafe(self._release.set)
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            if self._thread.is_alive():
+                raise RuntimeError("the scripted model server did not stop within 15 s")
+        if self._socket is not None:
+            self._socket.close()
+
+    def _run(self) -> None:
+        assert self._server is not None and self._socket is not None
+        try:
+            asyncio.run(self._server.serve(sockets=[self._socket]))
+        except BaseException as exc:
+            self._failure = exc
+        finally:
+            self._ready.set()
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
+        self._release = asyncio.Event()
+        self._ready.set()
+        yield
+
+    def _app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+    async def _models(self, _request: Request) -> Response:
+        if not self.models_endpoint:
+            return JSONResponse({"error": {"message": "not found", "type": "not_found"}}, status_code=404)
+        model = {"id": self.model, "object": "model", "created": 0, "owned_by": "scripted"}
+        return JSONResponse({"object": "list", "data": [model]})
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        if self.record:
+            self.requests.append(Recorded(body, dict(request.headers), time.monotonic()))
+        outcome = self._next(body)
+        if isinstance(outcome, Hang):
+            await self._stalled()
+            return JSONResponse({"error": {"message": "server stopped"}}, status_code=503)
+        if isinstance(outcome, Fail):
+            headers = {"Retry-After": outcome.retry_after} if outcome.retry_after is not None else None
+            error = {"error": {"message": outcome.message, "type": "scripted", "code": outcome.status}}
+            return JSONResponse(error, status_code=outcome.status, headers=headers)
+        usage = self._usage(body, outcome)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            events = self._stream(outcome, usage if include_usage else None)
+            return StreamingResponse(events, media_type="text/event-stream")
+        return JSONResponse(self._whole(outcome, usage))
+
+    async def _stalled(self) -> None:
+        assert self._release is not None
+        await self._release.wait()
+
+    def _call_ids(self, reply: Reply) -> list[str]:
+        return [call.id or f"call_{next(self._ids)}" for call in reply.tool_calls]
+
+    @staticmethod
+    def _arguments(call: Call) -> str:
+        return call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+
+    @staticmethod
+    def _finish(reply: Reply) -> str:
+        return reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+
+    def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, int]:
+        if reply.usage is not None:
+            prompt, completion = reply.usage
+        else:
+            prompt = max(1, len(json.dumps(body.get("messages", []))) // 4)
+            produced = reply.reasoning + reply.text + "".join(self._arguments(call) for call in reply.tool_calls)
+            completion = max(1, len(produced) // 4)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _whole(self, reply: Reply, usage: dict[str, int]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        if reply.reasoning:
+            message[reply.reasoning_field] = reply.reasoning
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": call_id, "type": "function", "function": {"name": call.name, "arguments": self._arguments(call)}}
+                for call_id, call in zip(self._call_ids(reply), reply.tool_calls, strict=True)
+            ]
+        choice = {"index": 0, "message": message, "finish_reason": self._finish(reply)}
+        return {**self._envelope("chat.completion"), "choices": [choice], "usage": usage}
+
+    def _envelope(self, kind: str) -> dict[str, Any]:
+        return {"id": "chatcmpl-scripted", "object": kind, "created": int(time.time()), "model": self.model}
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return f"data: {json.dumps({**self._envelope('chat.completion.chunk'), 'choices': [choice]})}\n\n"
+
+    def _chunks(self, reply: Reply) -> Iterator[str]:
+        """Every chunk of a streamed reply but the last (the one with finish_reason)."""
+        yield self._chunk({"role": "assistant", "content": ""})
+        for piece in _pieces(reply.reasoning, reply.chunks):
+            yield self._chunk({reply.reasoning_field: piece, "content": None})
+        for piece in _pieces(reply.text, reply.chunks):
+            yield self._chunk({"content": piece})
+        for index, (call_id, call) in enumerate(zip(self._call_ids(reply), reply.tool_calls, strict=True)):
+            whole = {"id": call_id, "type": "function"}
+            pieces = _pieces(self._arguments(call), reply.chunks) or [""]
+            if reply.style == "first":
+                first = {"index": index, **whole, "function": {"name": call.name, "arguments": ""}}
+                yield self._chunk({"tool_calls": [first]})
+                for piece in pieces:
+                    yield self._chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            else:
+                for piece in pieces:
+                    part = {**whole, "function": {"name": call.name, "arguments": piece}}
+                    if reply.style == "repeat":
+                        part["index"] = index
+                    yield self._chunk({"tool_calls": [part]})
+
+    async def _stream(self, reply: Reply, usage: dict[str, int] | None) -> AsyncIterator[str]:
+        for chunk in self._chunks(reply):
+            yield chunk
+            await asyncio.sleep(0)  # let each chunk go out on its own
+        if reply.hang_after:
+            await self._stalled()
+            return
+        yield self._chunk({}, self._finish(reply))
+        if usage is not None:
+            yield f"data: {json.dumps({**self._envelope('chat.completion.chunk'), 'choices': [], 'usage': usage})}\n\n"
+        yield "data: [DONE]\n\n"
