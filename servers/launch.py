@@ -46,6 +46,9 @@ def run(server: MCPServer[Any], options: argparse.Namespace) -> None:
         server.run()
         return
     security = transport_security(options.host, options.port, options.allowed_host)
+    # uvicorn sends its access log to sys.stdout (resolved when it configures logging, inside server.run). Logs go to
+    # stderr only, whatever the transport: nothing else of ours writes to stdout in this process, so point it there.
+    sys.stdout = sys.stderr
     server.run(options.transport, host=options.host, port=options.port, transport_security=security)
 
 

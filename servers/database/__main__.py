@@ -45,6 +45,12 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument(
         "--max-query-length", type=positive_int, default=20_000, help="longest query in characters (default: 20000)"
     )
+    result.add_argument(
+        "--max-result-bytes",
+        type=positive_int,
+        default=4 * 1024 * 1024,
+        help="most bytes of rows (as JSON) a result holds; the rest is cut with truncated=true (default: 4 MiB)",
+    )
     launch.add_transport_arguments(result)
     return result
 
@@ -58,7 +64,12 @@ def main() -> None:
         url = database_url(options.url)
     except ValueError as error:
         arguments.error(str(error))
-    limits = Limits(options.row_limit, options.statement_timeout, options.max_query_length)
+    limits = Limits(
+        row_limit=options.row_limit,
+        statement_timeout=options.statement_timeout,
+        max_query_length=options.max_query_length,
+        max_result_bytes=options.max_result_bytes,
+    )
     launch.run(build_server(url, limits), options)
 
 

@@ -40,6 +40,7 @@ class Limits:
     row_limit: int = 500
     statement_timeout: float = 10.0
     max_query_length: int = 20_000
+    max_result_bytes: int = 4 * 1024 * 1024  # rows, as compact JSON, that one result may hold
 
 
 def database_url(raw: str) -> URL:

@@ -58,6 +58,8 @@ DENIED_FUNCTIONS = frozenset(
         "writefile",
         "edit",
         "fts3_tokenizer",
+        # PostgreSQL: index maintenance that writes even in a read-only transaction
+        "gin_clean_pending_list",
     }
 )
 DENIED_FUNCTION_PREFIXES = (
@@ -80,6 +82,7 @@ DENIED_FUNCTION_PREFIXES = (
     "schema_to_",
     "database_to_",
     "http_",  # pgsql-http
+    "brin_",  # brin_summarize_new_values, brin_summarize_range, brin_desummarize_range: write the index
 )
 
 # Words refused wherever they stand (outside strings, comments and quoted identifiers): a data-modifying CTE, SELECT
@@ -114,6 +117,9 @@ class Statement:
     kind: str
 
 
+# Only these are whitespace to PostgreSQL and SQLite; every non-ASCII character (U+00A0, U+2028, U+3000, U+0085, ...)
+# is an identifier character to both, so it falls through to the word rule, as it does in the databases' scanners.
+WHITESPACE = " \t\n\r\f\v"
 _WORD = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
 _NUMBER = re.compile(r"[0-9.][0-9A-Za-z_.]*")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
@@ -127,11 +133,10 @@ def tokenize(sql: str, dialect: Dialect) -> list[Token]:
     i, n = 0, len(sql)
     while i < n:
         c = sql[i]
-        if c.isspace():
+        if c in WHITESPACE:
             i += 1
         elif sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end < 0 else end + 1
+            i = _end_of_line_comment(sql, i, pg)
         elif sql.startswith("/*", i):
             i = _skip_block_comment(sql, i, nested=pg)
         elif c == "'":
@@ -175,6 +180,12 @@ def tokenize(sql: str, dialect: Dialect) -> list[Token]:
     return tokens
 
 
+def _end_of_line_comment(sql: str, start: int, pg: bool) -> int:
+    """Index just past a `--` comment: PostgreSQL ends it at a newline or a carriage return, SQLite at a newline."""
+    ends = [end for end in (sql.find("\n", start), sql.find("\r", start) if pg else -1) if end >= 0]
+    return min(ends) + 1 if ends else len(sql)
+
+
 def _skip_block_comment(sql: str, start: int, nested: bool) -> int:
     depth, i = 0, start
     while i < len(sql):
@@ -210,7 +221,7 @@ def _end_of_quoted(sql: str, start: int, close: str, backslash: bool, doubled: b
 
 def check(sql: str, dialect: Dialect, max_length: int) -> Statement:
     """Return the statement if it is exactly one statement that only reads; raise GuardError otherwise."""
-    if not sql.strip():
+    if not sql.strip(WHITESPACE):
         raise GuardError("the query is empty")
     if len(sql) > max_length:
         raise GuardError(f"the query is {len(sql)} characters long; the limit is {max_length}")
@@ -276,6 +287,8 @@ def _explained(tokens: list[Token]) -> list[Token]:
         while i < len(tokens):
             token = tokens[i]
             depth += {"(": 1, ")": -1}.get(token.text, 0) if token.kind == "punct" else 0
+            if token.kind in ("word", "quoted") and token.text in DENIED_KEYWORDS:  # EXPLAIN ("analyze") too
+                raise GuardError(f"{token.text.upper()} is not allowed in a read-only query")
             i += 1
             if depth == 0:
                 break
@@ -303,7 +316,7 @@ def is_denied_function(name: str) -> bool:
 
 
 def _strip_trailing_semicolons(sql: str) -> str:
-    text = sql.rstrip()
+    text = sql.rstrip(WHITESPACE)
     while text.endswith(";"):
-        text = text[:-1].rstrip()
+        text = text[:-1].rstrip(WHITESPACE)
     return text

@@ -3,6 +3,8 @@
 Rules: datetime/date/time as ISO 8601; Decimal as a string (no precision lost); timedelta (intervals) as an ISO 8601
 duration; bytes up to 1 KiB as "base64:<data>", longer as "<N bytes>"; UUID, IP addresses, ranges and anything else
 unknown as str(); NaN and infinities as "NaN", "Infinity", "-Infinity"; lists, tuples and dicts element by element.
+Text over 64 Ki characters is cut to its first 64 Ki characters plus "[... N more characters]"; a value nested more
+than 100 levels deep (arrays, JSON) raises TooDeep.
 """
 
 from __future__ import annotations
@@ -16,11 +18,21 @@ from decimal import Decimal
 from typing import Any
 
 INLINE_BYTES = 1024
+MAX_TEXT_CHARS = 64 * 1024
+MAX_DEPTH = 100
 
 
-def render(value: Any) -> Any:
+class TooDeep(ValueError):
+    """A value is nested too deeply to render (and to send as JSON)."""
+
+
+def render(value: Any, depth: int = 0) -> Any:
     """A JSON-safe form of one value from a result row."""
-    if value is None or isinstance(value, bool | int | str):
+    if depth > MAX_DEPTH:
+        raise TooDeep(f"a value is nested more than {MAX_DEPTH} levels deep; select a part of it instead")
+    if isinstance(value, str):
+        return clip(value)
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         if math.isnan(value):
@@ -42,12 +54,19 @@ def render(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(key): render(item) for key, item in value.items()}
+        return {clip(str(key)): render(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [render(item) for item in value]
+        return [render(item, depth + 1) for item in value]
     if hasattr(value, "items") and callable(value.items):  # asyncpg.Record (a composite value)
-        return {str(key): render(item) for key, item in value.items()}
-    return str(value)
+        return {clip(str(key)): render(item, depth + 1) for key, item in value.items()}
+    return clip(str(value))
+
+
+def clip(text: str) -> str:
+    """Text as it is shown: over MAX_TEXT_CHARS characters, the first MAX_TEXT_CHARS and how many more there were."""
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    return f"{text[:MAX_TEXT_CHARS]}[... {len(text) - MAX_TEXT_CHARS} more characters]"
 
 
 def iso_duration(value: dt.timedelta) -> str:

@@ -13,7 +13,8 @@ class QueryResult(BaseModel):
     columns: list[str] = Field(description="column names, in order")
     rows: list[list[Any]] = Field(description="one list of JSON values per row, in column order")
     row_count: int = Field(description="number of rows returned here")
-    truncated: bool = Field(description="true when the query had more rows than the row limit")
+    truncated: bool = Field(description="true when the query had more rows than the row limit or the byte limit holds")
+    note: str | None = Field(default=None, description="why the result was truncated, when it was")
 
 
 class TableInfo(BaseModel):

@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servers.database.connection import Limits, create_engine, dialect_of
-from servers.database.execute import QueryError, run_query
+from servers.database.execute import QueryError, run_query, warn_if_superuser
 from servers.database.guard import GuardError, check
 from servers.database.results import QueryResult, SchemaResult, TableList
 from servers.database.schema import describe, list_tables
@@ -33,7 +33,8 @@ def instructions(limits: Limits, backend: str) -> str:
         f"Read-only access to a {backend} database. Call list_tables to see the tables, get_schema for their columns "
         "and keys, then query_database with exactly one read-only statement (SELECT, WITH ... SELECT, VALUES, "
         f"EXPLAIN without ANALYZE{', TABLE, SHOW' if backend == 'postgresql' else ''}). Results hold at most "
-        f"{limits.row_limit} rows (truncated=true when there were more: add WHERE, ORDER BY and LIMIT); queries stop "
+        f"{limits.row_limit} rows and {limits.max_result_bytes} bytes (truncated=true and a note when there were more: "
+        "add WHERE, ORDER BY and LIMIT, or select fewer columns); text over 65536 characters is cut; queries stop "
         f"after {limits.statement_timeout:g} s. Writes, several statements and functions that reach outside are "
         "refused with the reason."
     )
@@ -49,6 +50,7 @@ def build_server(url: URL, limits: Limits | None = None) -> MCPServer[AsyncEngin
         engine = create_engine(url, limits)
         log.info("serving %s read-only (row limit %d, timeout %g s)", backend, limits.row_limit,
                  limits.statement_timeout)  # fmt: skip
+        await warn_if_superuser(engine)
         try:
             yield engine
         finally:

@@ -23,6 +23,7 @@ MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255
 SHOWN_CHARS = 120
 TEMP_SUFFIX = ".mcpbot-tmp"
+NOT_UTF8 = " [name is not valid UTF-8]"
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -52,6 +53,21 @@ def shown(path: str) -> str:
     """A user path quoted for a message, shortened if it is long."""
     text = path if len(path) <= SHOWN_CHARS else path[:SHOWN_CHARS] + "..."
     return repr(text)
+
+
+def displayed(text: str) -> str:
+    """A name or path from the disk as it can be sent: a name that is not valid UTF-8 (its bytes arrive as lone
+    surrogates, which no UTF-8 writer accepts) shows U+FFFD for each bad byte and ends with a marker."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # back to the bytes on disk
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte: never from the system, but never crash
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace") + NOT_UTF8
 
 
 def split_path(path: str) -> list[str]:
@@ -180,7 +196,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _join(parts: list[str]) -> str:
-    return "/".join(parts) or "."
+    """A path to show in a result or message (see `displayed`)."""
+    return displayed("/".join(parts) or ".")
 
 
 @dataclass
@@ -339,10 +356,10 @@ class Workspace:
     def _entry_line(entry: os.DirEntry[str]) -> tuple[bool, str]:
         info = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(info.st_mode):
-            return True, f"{entry.name}/"
+            return True, displayed(f"{entry.name}/")
         if stat.S_ISREG(info.st_mode):
-            return False, f"{entry.name} ({info.st_size} bytes)"
-        return False, f"{entry.name} [{describe_mode(info.st_mode)}]"
+            return False, f"{displayed(entry.name)} ({info.st_size} bytes)"
+        return False, f"{displayed(entry.name)} [{describe_mode(info.st_mode)}]"
 
     def search_files(self, pattern: str, path: str = ".") -> str:
         """Names under a directory that match a glob (`*.md`), or contain a text (case-insensitive). Capped."""
@@ -374,14 +391,14 @@ class Workspace:
                 state.too_many_entries = True
                 return
             state.examined += 1
-            relative = _join([*parts, entry.name])
+            relative = "/".join([*parts, entry.name])  # matched as it is; shown through `displayed`
             is_dir = entry.is_dir(follow_symlinks=False)
             if glob:
                 hit = fnmatch.fnmatchcase(entry.name, pattern) or fnmatch.fnmatchcase(relative, pattern)
             else:
                 hit = pattern.lower() in entry.name.lower()
             if hit:
-                state.matches.append(relative + ("/" if is_dir else ""))
+                state.matches.append(displayed(relative + ("/" if is_dir else "")))
                 state.full = len(state.matches) >= self.limits.max_search_results
             if not is_dir:
                 continue  # symlinks to directories are not descended into
@@ -455,7 +472,8 @@ class Workspace:
                 raise PathRefused(f"{shown(path)} is a symlink; write_file never writes through symlinks")
             if existing is not None:
                 self._require_file(existing, path)
-            mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o644
+            # the permissions are kept, but never setuid, setgid or sticky: new content must not inherit them
+            mode = stat.S_IMODE(existing.st_mode) & 0o777 if existing is not None else 0o644
             self._replace(dir_fd, name, data, mode)
         return f"wrote {len(data)} bytes to {_join([*parent, name])}"
 

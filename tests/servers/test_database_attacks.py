@@ -283,7 +283,9 @@ SNAPSHOT_QUERIES = {
 
 async def postgresql_snapshot(connection: Any, prefix: str) -> dict[str, Any]:
     with anyio.fail_after(10):
-        state = {key: [tuple(row) for row in await connection.fetch(sql)] for key, sql in SNAPSHOT_QUERIES.items()}
+        state: dict[str, Any] = {
+            key: [tuple(row) for row in await connection.fetch(sql)] for key, sql in SNAPSHOT_QUERIES.items()
+        }
     state["files"] = sorted(str(path) for path in Path(prefix).parent.glob(Path(prefix).name + "*"))
     return state
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from servers.database.connection import SqlitePolicy
-from servers.database.guard import GuardError, check, is_denied_function, tokenize
+from servers.database.guard import Dialect, GuardError, check, is_denied_function, tokenize
 
 LIMIT = 20_000
 
@@ -149,6 +149,21 @@ REFUSED_POSTGRESQL = {
     "SELECT $1": "parameters",
     "EXPLAIN EXPLAIN SELECT 1": "EXPLAIN statements",
     "SHOW": None,  # allowed kind; PostgreSQL itself rejects the syntax
+    # PostgreSQL ends a -- comment at a carriage return as well as at a newline
+    "SELECT 1 --\r, pg_advisory_lock(42)": "pg_advisory_lock",
+    "SELECT 1 AS x --\r, pg_read_file('/etc/passwd', 0, 200) AS leak": "pg_read_file",
+    # non-ASCII spaces are identifier characters to PostgreSQL: "\u00a0$a$" is a name, not a dollar-quote
+    "SELECT 1 AS \u00a0$a$, pg_advisory_lock(7), pg_read_file('/etc/hostname') AS f, 1 AS x$a$": "pg_advisory_lock",
+    "SELECT 1 AS \u2028$a$, pg_advisory_lock(7), 1 AS x$a$": "pg_advisory_lock",
+    "SELECT 1 AS \u3000$a$, pg_advisory_lock(7), 1 AS x$a$": "pg_advisory_lock",
+    "SELECT 1 AS \x85$a$, pg_advisory_lock(7), 1 AS x$a$": "pg_advisory_lock",
+    # more functions that write, and a quoted EXPLAIN option
+    "SELECT brin_summarize_new_values('i')": "brin_summarize_new_values",
+    "SELECT brin_summarize_range('i', 0)": "brin_summarize_range",
+    "SELECT brin_desummarize_range('i', 0)": "brin_desummarize_range",
+    "SELECT gin_clean_pending_list('i')": "gin_clean_pending_list",
+    'EXPLAIN ("analyze") SELECT 1': "ANALYZE is not allowed",
+    'EXPLAIN ("ANALYSE" true, costs off) SELECT 1': "ANALYSE is not allowed",
 }
 REFUSED_SQLITE = {
     "ATTACH DATABASE '/tmp/x.db' AS x": "ATTACH statements",
@@ -205,6 +220,24 @@ def test_tokenizer_keeps_strings_and_drops_comments() -> None:
         ("word", "from"),
         ("word", "t"),
     ]
+
+
+def test_comments_and_spaces_end_where_the_database_ends_them() -> None:
+    def words(sql: str, dialect: Dialect) -> list[str]:
+        return [token.text for token in tokenize(sql, dialect)]
+
+    assert words("SELECT 1 --\r, f(x)", "postgresql") == ["select", "1", ",", "f", "(", "x", ")"]
+    assert words("SELECT 1 --\r, f(x)", "sqlite") == ["select", "1"]  # SQLite ends a comment at a newline only
+    assert words("SELECT 1 --\r\n, f(x)", "sqlite") == ["select", "1", ",", "f", "(", "x", ")"]
+    for space in "\u00a0\u2028\u3000\x85":  # identifier characters, as in PostgreSQL and SQLite
+        assert words(f"SELECT a{space}b $x$ {space}$x$", "postgresql") == [
+            "select",
+            f"a{space}b",
+            "$x$ " + f"{space}$x$",
+        ]
+        assert words(f"SELECT {space}$a$ x", "postgresql") == ["select", f"{space}$a$", "x"]
+    assert words("SELECT\t1\f,\v2\r\n", "postgresql") == ["select", "1", ",", "2"]
+    assert check("SELECT 1 AS x\u00a0;", "postgresql", LIMIT).text == "SELECT 1 AS x\u00a0"
 
 
 @pytest.mark.parametrize(

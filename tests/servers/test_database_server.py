@@ -104,7 +104,7 @@ async def exercise(client: Client, backend: str) -> None:
     assert elapsed < 2, f"a truncated read of {BIG} rows took {elapsed:.2f} s"
     whole = await call(client, "query_database", query="SELECT count(*) FROM big")
     assert whole.structured_content == {"columns": ["count(*)" if backend == "sqlite" else "count"],
-                                        "rows": [[BIG]], "row_count": 1, "truncated": False}  # fmt: skip
+                                        "rows": [[BIG]], "row_count": 1, "truncated": False, "note": None}  # fmt: skip
 
     tables = (await call(client, "list_tables")).structured_content["tables"]
     named = {table["name"]: table for table in tables}

@@ -287,7 +287,50 @@ def test_file_info(ws: Workspace, outside: Path) -> None:
     refused(ws.file_info, "missing", reason="no such file")
 
 
+def make_names_that_are_not_utf8(root: str) -> None:
+    """bad\\xffname.txt, a directory dir\\xfe holding one.txt, and symlinks to both (the system's names are bytes)."""
+    base = os.fsencode(root)
+    os.close(os.open(base + b"/bad\xffname.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+    os.mkdir(base + b"/dir\xfe")
+    os.close(os.open(base + b"/dir\xfe/one.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+    os.symlink(b"bad\xffname.txt", base + b"/to-bad")
+    os.symlink(b"dir\xfe", base + b"/to-dir")
+
+
+def test_names_that_are_not_utf8_are_shown_safely(ws: Workspace) -> None:
+    make_names_that_are_not_utf8(ws.root)
+    marker = " [name is not valid UTF-8]"
+    shown = {
+        "list": ws.list_directory("."),
+        "search": ws.search_files("name"),
+        "glob": ws.search_files("*.txt"),
+        "info": ws.file_info("to-bad"),
+        "write": ws.write_file("to-dir/two.txt", "x"),
+        "move": ws.move_file("to-dir/two.txt", "to-dir/three.txt"),
+        "delete": ws.delete_file("to-dir/three.txt"),
+        "list inside": ws.list_directory("to-dir"),
+    }
+    for what, text in shown.items():
+        text.encode("utf-8")  # what the server's stdout writer does; a lone surrogate would raise here
+        assert marker in text or what == "list inside", what
+    assert f"bad\ufffdname.txt{marker} (0 bytes)" in shown["list"] and f"dir\ufffd/{marker}" in shown["list"]
+    assert f"bad\ufffdname.txt{marker}" in shown["search"].splitlines()
+    assert f"dir\ufffd/one.txt{marker}" in shown["glob"].splitlines()
+    assert f"target: bad\ufffdname.txt{marker} (file)" in shown["info"]
+    assert shown["write"] == f"wrote 1 bytes to dir\ufffd/two.txt{marker}"
+    assert shown["list inside"] == "one.txt (0 bytes)"
+
+
 # Writing
+
+
+def test_write_drops_setuid_setgid_and_sticky_bits(ws: Workspace) -> None:
+    target = Path(ws.root) / "a.txt"
+    os.chmod(target, 0o7755)
+    if not target.stat().st_mode & 0o7000:
+        pytest.skip("this system refused to set any special bit")
+    ws.write_file("a.txt", "#!/bin/sh\nid\n")
+    assert target.stat().st_mode & 0o7777 == 0o755
 
 
 def test_write_creates_parents_and_replaces(ws: Workspace) -> None:

@@ -12,6 +12,7 @@ from mcp import Client
 
 from servers.filesystem.__main__ import ROOT_VARIABLE, parse_options
 from tests.servers.conftest import inspector, stdio_params
+from tests.servers.test_filesystem_paths import make_names_that_are_not_utf8
 
 pytestmark = pytest.mark.anyio
 
@@ -78,6 +79,10 @@ async def test_over_stdio(tmp_path: Path) -> None:
     with anyio.fail_after(30):
         async with Client(stdio_params("servers.filesystem", "--root", str(root))) as client:
             await exercise(client, root)
+            make_names_that_are_not_utf8(str(root))  # the server once crashed writing such a name to stdout
+            assert "bad\ufffdname.txt [name is not valid UTF-8] (0 bytes)" in await call(client, "list_directory")
+            assert "bad\ufffdname.txt [name is not valid UTF-8]" in await call(client, "search_files", pattern="name")
+            assert await call(client, "list_directory", directory="to-dir") == "one.txt (0 bytes)"
 
 
 async def test_over_streamable_http(tmp_path: Path, http_server: Any) -> None:

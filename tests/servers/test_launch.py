@@ -1,5 +1,5 @@
 """Our servers over HTTP refuse requests whose Host or Origin is not theirs (DNS-rebinding protection),
-on loopback and on a wildcard address alike."""
+on loopback and on a wildcard address alike, and write nothing to stdout (uvicorn's access log goes to stderr)."""
 
 import subprocess
 import sys
@@ -25,9 +25,10 @@ def test_only_the_servers_own_host_names_are_accepted(listen: str) -> None:
     process = subprocess.Popen(
         [*command, "--port", str(port), "--allowed-host", "bot.example.org"],
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
+    stdout = b""
     try:
         wait_for_port(port, process)
         url = f"http://127.0.0.1:{port}/mcp"
@@ -41,4 +42,5 @@ def test_only_the_servers_own_host_names_are_accepted(listen: str) -> None:
         assert post(Origin="http://attacker.example") == 403
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        stdout, _ = process.communicate(timeout=10)
+    assert stdout == b"", "logs go to stderr only"

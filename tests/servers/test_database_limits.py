@@ -1,0 +1,134 @@
+"""What one query may leave behind or send back: no session state survives a PostgreSQL call (even with the guard
+bypassed), results stop at the byte budget, long values are cut, values nested too deeply are a clear error, and a
+superuser connection is warned about. Runs `run_query` in-process against SQLite in memory and this machine's
+PostgreSQL (database `test`).
+"""
+
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from servers.database.__main__ import parser
+from servers.database.connection import Limits, create_engine, database_url
+from servers.database.execute import QueryError, run_query, warn_if_superuser
+from servers.database.guard import Statement
+from servers.database.render import MAX_TEXT_CHARS, TooDeep, render
+
+pytestmark = pytest.mark.anyio
+
+BUDGET = 256 * 1024
+SLACK = 1024
+
+
+async def engine_for(url: str, limits: Limits) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url(url), limits)
+    try:
+        yield engine
+    finally:
+        with anyio.fail_after(10):
+            await engine.dispose()
+
+
+@pytest.fixture
+async def postgresql(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    async for engine in engine_for(postgres_url, Limits(statement_timeout=10, max_result_bytes=BUDGET)):
+        yield engine
+
+
+@pytest.fixture
+async def sqlite() -> AsyncIterator[AsyncEngine]:
+    async for engine in engine_for("sqlite+aiosqlite://", Limits(statement_timeout=10, max_result_bytes=BUDGET)):
+        yield engine
+
+
+async def query(engine: AsyncEngine, sql: str, seconds: float = 10) -> Any:
+    limits = Limits(statement_timeout=10, max_result_bytes=BUDGET)
+    with anyio.fail_after(seconds):
+        return await run_query(engine, Statement(sql, "select"), limits)  # the guard bypassed on purpose
+
+
+async def test_no_session_advisory_lock_survives_a_postgresql_call(postgres_url: str, postgresql: AsyncEngine) -> None:
+    key = random.randint(1, 2**31 - 1)
+    locked = await query(postgresql, f"SELECT pg_advisory_lock({key}), pg_advisory_lock_shared({key} + 1)")
+    assert locked.rows == [[None, None]]
+    observer = await asyncpg.connect(make_url(postgres_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        with anyio.fail_after(10):
+            held = await observer.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid IN ($1, $2)", key, key + 1
+            )
+            assert held == 0
+            assert await observer.fetchval("SELECT pg_try_advisory_lock($1)", key) is True
+            await observer.execute("SELECT pg_advisory_unlock_all()")
+    finally:
+        with anyio.fail_after(10):
+            await observer.close()
+    assert (await query(postgresql, "SELECT current_setting('default_transaction_read_only')")).rows == [["on"]]
+
+
+def assert_bounded(result: Any, started: float) -> None:
+    assert result.truncated is True and "byte limit" in (result.note or "")
+    assert 0 < result.row_count == len(result.rows) < 200
+    assert len(result.model_dump_json().encode()) < BUDGET + SLACK
+    assert time.monotonic() - started < 5
+
+
+async def test_postgresql_results_stop_at_the_byte_budget(postgresql: AsyncEngine) -> None:
+    started = time.monotonic()
+    result = await query(postgresql, "SELECT repeat('x', 10000000) AS big FROM generate_series(1, 200)")
+    assert_bounded(result, started)
+    assert result.rows[0][0] == "x" * MAX_TEXT_CHARS + f"[... {10_000_000 - MAX_TEXT_CHARS} more characters]"
+    small = await query(postgresql, "SELECT g, repeat('y', 1000) FROM generate_series(1, 400) g")
+    assert small.truncated and BUDGET // 1020 < small.row_count == len(small.rows) < BUDGET // 1000  # rows of ~1 KB
+
+
+async def test_sqlite_results_stop_at_the_byte_budget(sqlite: AsyncEngine) -> None:
+    started = time.monotonic()
+    result = await query(
+        sqlite,
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n<100) "
+        "SELECT n, printf('%.*c', 20000000, 'x') FROM r",
+    )
+    assert_bounded(result, started)
+    assert result.rows[0][0] == 1 and result.rows[0][1].endswith(f"[... {20_000_000 - MAX_TEXT_CHARS} more characters]")
+    rows_limit = await run_query(sqlite, Statement("VALUES (1), (2), (3)", "values"), Limits(row_limit=2))
+    assert rows_limit.truncated and rows_limit.rows == [[1], [2]] and "more than 2 rows" in (rows_limit.note or "")
+
+
+async def test_values_nested_too_deeply_are_a_clear_error(postgresql: AsyncEngine) -> None:
+    with pytest.raises(QueryError, match="nested too deeply"):
+        await query(postgresql, "SELECT (repeat('[', 3000) || repeat(']', 3000))::jsonb")
+    with pytest.raises(QueryError, match="nested too deeply"):
+        await query(postgresql, "SELECT (repeat('[', 200) || repeat(']', 200))::json")
+    assert (await query(postgresql, "SELECT '[[[1]]]'::jsonb")).rows == [[[[[1]]]]]
+    nested: list[Any] = []
+    for _ in range(5000):
+        nested = [nested]
+    with pytest.raises(TooDeep):
+        render(nested)
+
+
+def test_long_text_is_cut_and_the_budget_is_an_option() -> None:
+    assert render("x" * 10) == "x" * 10
+    assert render("é" * (MAX_TEXT_CHARS + 5)) == "é" * MAX_TEXT_CHARS + "[... 5 more characters]"
+    assert render({"k": ["z" * (MAX_TEXT_CHARS + 1)]}) == {"k": ["z" * MAX_TEXT_CHARS + "[... 1 more characters]"]}
+    assert parser().parse_args(["--max-result-bytes", "1000"]).max_result_bytes == 1000
+    assert parser().parse_args([]).max_result_bytes == 4 * 1024 * 1024
+    json.dumps(render(float("nan")))
+
+
+async def test_a_superuser_connection_is_warned_about(
+    postgresql: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="servers.database"), anyio.fail_after(10):
+        await warn_if_superuser(postgresql)
+    assert "superuser" in caplog.text and "read-only role" in caplog.text  # tests connect as root, a superuser
