@@ -257,16 +257,31 @@ class ChatModel:
         return text.replace(key, "***") if len(key) >= 4 else text
 
     # -- one request -----------------------------------------------------------------------------------------
+    def _body(self, request: "_Request", *, stream: bool) -> dict[str, Any]:
+        """The request body. Sent through the client's plain `post`: `chat.completions.create` walks every
+        message through its TypedDict transform, which cost about 20 ms a request on a 50-message history."""
+        body: dict[str, Any] = {
+            "model": self.settings.model,
+            "messages": request.messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+            "stream": stream,
+        }
+        if request.tools:
+            body["tools"] = request.tools
+        if request.tool_choice:
+            body["tool_choice"] = request.tool_choice
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
     async def _streamed(self, request: "_Request") -> AsyncGenerator[ModelEvent]:
-        stream = await self._client.chat.completions.create(
-            model=self.settings.model,
-            messages=request.messages,
-            temperature=self.settings.temperature,
-            max_tokens=self.settings.max_tokens,
-            tools=request.tools if request.tools else openai.omit,
-            tool_choice=request.tool_choice if request.tool_choice else openai.omit,
+        stream = await self._client.post(
+            "/chat/completions",
+            body=self._body(request, stream=True),
+            cast_to=ChatCompletion,
             stream=True,
-            stream_options={"include_usage": True},
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
         turn = _TurnBuilder()
         async with stream:
@@ -276,14 +291,8 @@ class ChatModel:
         yield turn.completion()
 
     async def _whole(self, request: "_Request") -> AsyncGenerator[ModelEvent]:
-        response = await self._client.chat.completions.create(
-            model=self.settings.model,
-            messages=request.messages,
-            temperature=self.settings.temperature,
-            max_tokens=self.settings.max_tokens,
-            tools=request.tools if request.tools else openai.omit,
-            tool_choice=request.tool_choice if request.tool_choice else openai.omit,
-            stream=False,
+        response = await self._client.post(
+            "/chat/completions", body=self._body(request, stream=False), cast_to=ChatCompletion
         )
         completion = _from_response(response)
         if completion.reasoning:
