@@ -2,10 +2,14 @@
 `--once` prints only the answer on stdout. A thin front end: parse, call the engine, render."""
 
 import sys
+import threading
+from contextlib import aclosing
 from typing import TextIO
 
 import anyio
-import anyio.to_thread
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from host.app import App
 from host.engine.llm import ModelUnavailable, TextDelta
@@ -23,48 +27,73 @@ async def once(app: App, chat_id: int, text: str) -> int:
 
 async def interactive(app: App, chat_id: int) -> int:
     print(f"mcpbot chat (conversation {chat_id}). {HELP}", file=sys.stderr)
-    while True:
-        try:
-            line = await anyio.to_thread.run_sync(input, "> ")
-        except EOFError:
-            return 0
-        text = line.strip()
-        if not text:
-            continue
-        if text in ("/exit", "/quit"):
-            return 0
-        if text == "/reset":
-            await app.engine.reset(chat_id)
-            print("Started a new conversation.", file=sys.stderr)
-        elif text == "/tools":
-            await _print_tools(app, chat_id)
-        elif text == "/servers":
-            await _print_servers(app, chat_id)
-        elif text.startswith("/") and text != "/":
-            print(HELP, file=sys.stderr)
-        else:
-            await _turn(app, chat_id, text, stream_to=sys.stdout)
+    send, lines = anyio.create_memory_object_stream[str](16)
+    # A daemon thread reads stdin, so that Ctrl-C ends the chat at once even while it waits for a line.
+    threading.Thread(target=_read_lines, args=(send, anyio.lowlevel.current_token()), daemon=True).start()
+    async with lines:
+        while True:
+            print("> ", end="", flush=True)
+            text = await _next_line(lines)
+            if text is None or text in ("/exit", "/quit"):
+                return 0
+            try:
+                await _command_or_turn(app, chat_id, text)
+            except HostError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+
+
+async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
+    if not text:
+        return
+    if text == "/reset":
+        await app.engine.reset(chat_id)
+        print("Started a new conversation.", file=sys.stderr)
+    elif text == "/tools":
+        await _print_tools(app, chat_id)
+    elif text == "/servers":
+        await _print_servers(app, chat_id)
+    elif text.startswith("/") and text != "/":
+        print(HELP, file=sys.stderr)
+    else:
+        await _turn(app, chat_id, text, stream_to=sys.stdout)
+
+
+def _read_lines(send: MemoryObjectSendStream[str], token: anyio.lowlevel.EventLoopToken) -> None:
+    with send:
+        for line in sys.stdin:
+            anyio.from_thread.run(send.send, line, token=token)
+
+
+async def _next_line(lines: MemoryObjectReceiveStream[str]) -> str | None:
+    try:
+        return (await lines.receive()).strip()
+    except anyio.EndOfStream:
+        return None
 
 
 async def _turn(app: App, chat_id: int, text: str, stream_to: TextIO | None) -> bool:
     """Run one turn; stream text to `stream_to` (or print only the final answer when None)."""
     try:
-        async for event in app.engine.turn(chat_id, text):
-            if isinstance(event, TextDelta) and stream_to is not None:
-                stream_to.write(event.text)
-                stream_to.flush()
-            elif isinstance(event, ToolStarted):
-                print(f"\n[{event.server}: {event.tool} {_short(event.arguments)}]", file=sys.stderr)
-            elif isinstance(event, ToolFinished):
-                outcome = "ok" if event.ok else "failed"
-                print(f"[{event.server}: {event.tool} {outcome} in {event.seconds:.2f} s]", file=sys.stderr)
-            elif isinstance(event, TurnFinished):
-                if stream_to is None:
-                    print(event.text)
-                else:
-                    stream_to.write("\n")
+        async with aclosing(app.engine.turn(chat_id, text)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta) and stream_to is not None:
+                    stream_to.write(event.text)
+                    stream_to.flush()
+                elif isinstance(event, ToolStarted):
+                    print(f"\n[{event.server}: {event.tool} {_short(event.arguments)}]", file=sys.stderr)
+                elif isinstance(event, ToolFinished):
+                    outcome = "ok" if event.ok else "failed"
+                    print(f"[{event.server}: {event.tool} {outcome} in {event.seconds:.2f} s]", file=sys.stderr)
+                elif isinstance(event, TurnFinished):
+                    if stream_to is None:
+                        print(event.text)
+                    else:
+                        stream_to.write("\n")
     except ModelUnavailable as exc:
-        print(f"\n{exc} Your message is saved; send it again later or check LLM_BASE_URL.", file=sys.stderr)
+        print(
+            f"\n{exc}. Your message is kept in the conversation; try again later, or check LLM_BASE_URL.",
+            file=sys.stderr,
+        )
         return False
     except HostError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)

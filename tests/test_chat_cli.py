@@ -61,4 +61,4 @@ def test_a_failed_turn_exits_non_zero_with_a_clear_message(tmp_path: Path) -> No
         model.script(Fail(500, times=None))
         done = chat_once(tmp_path, model, "hello?")
     assert done.returncode == 1 and done.stdout == ""
-    assert "HTTP 500" in done.stderr and "Your message is saved" in done.stderr
+    assert "HTTP 500" in done.stderr and "Your message is kept" in done.stderr

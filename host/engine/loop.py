@@ -6,11 +6,12 @@ Imports the model client, tokens, prompt, the MCP host's value types and the sto
 
 import json
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -25,6 +26,11 @@ from host.mcp.tools import ToolResult
 from host.storage import ConversationStore, StoredMessage
 
 log = structlog.get_logger("host.engine")
+
+MAX_CALL_ID = 128  # what the store keeps; longer or repeated ids from a model are replaced
+CHARS_PER_TOKEN = 3  # a cautious estimate for cutting tool results to the room left in the context
+MIN_RESULT_TOKENS = 200
+CANCELLED = "Error: the tool call was cancelled before it finished."
 
 
 class ToolRouter(Protocol):
@@ -72,6 +78,16 @@ class TurnFinished:
 EngineEvent = TextDelta | ReasoningDelta | ToolStarted | ToolFinished | TurnFinished
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One tool call of a step, resolved once: the model's call, its server and tool, its parsed arguments."""
+
+    call: ToolCall
+    server: str
+    tool: str
+    arguments: dict[str, Any] | None  # None: the model's arguments were not a JSON object
+
+
 @dataclass(slots=True)
 class _Turn:
     """The state of one turn while it runs."""
@@ -81,6 +97,7 @@ class _Turn:
     messages: list[ChatCompletionMessageParam]
     tools: list[ChatCompletionToolParam]
     by_name: dict[str, CatalogueEntry]
+    room: int  # tokens still free in the context for tool results
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tool_calls: int = 0
@@ -88,13 +105,15 @@ class _Turn:
 
 
 class Engine:
-    """One engine serves every chat; turns of different chats may run concurrently."""
+    """One engine serves every chat. Turns of different chats run concurrently; turns of one chat (and forum
+    topic) run one at a time, in the order they arrive."""
 
     def __init__(self, model: ChatModel, tools: ToolRouter, store: ConversationStore, settings: EngineSettings):
         self.model = model
         self.tools = tools
         self.store = store
         self.settings = settings
+        self._chat_locks: dict[tuple[int, int], tuple[anyio.Lock, int]] = {}
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> None:
         """Start a new conversation in the chat; the old one stays stored but leaves the window."""
@@ -102,9 +121,25 @@ class Engine:
 
     async def turn(
         self, chat_id: int, text: str, *, user_id: int | None = None, topic_id: int = 0
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         """Answer one user message. The message is stored before the model is called, so a failure that ends
-        the turn (ModelUnavailable, StorageError) never loses it."""
+        the turn (ModelUnavailable, StorageError) never loses it. A consumer that stops early should close the
+        generator (`contextlib.aclosing`); whatever tools ran by then is stored with its results."""
+        key = (chat_id, topic_id)
+        lock, waiting = self._chat_locks.get(key, (anyio.Lock(), 0))
+        self._chat_locks[key] = (lock, waiting + 1)
+        try:
+            async with lock:
+                async for event in self._turn(chat_id, topic_id, text, user_id):
+                    yield event
+        finally:
+            lock, waiting = self._chat_locks[key]
+            if waiting == 1:
+                del self._chat_locks[key]
+            else:
+                self._chat_locks[key] = (lock, waiting - 1)
+
+    async def _turn(self, chat_id: int, topic_id: int, text: str, user_id: int | None) -> AsyncIterator[EngineEvent]:
         conversation_id = await self.store.current_conversation(chat_id, topic_id)
         if user_id is not None:
             await self.store.touch_user(user_id)
@@ -116,57 +151,65 @@ class Engine:
             token_count=count_message_tokens("user", text, None),
         )
         await self.store.append(conversation_id, user, user_id=user_id)
-        turn = await self._prepare(chat_id, conversation_id)
-        with structlog.contextvars.bound_contextvars(chat_id=chat_id):
-            limit = self.settings.max_tool_steps
-            for step in range(1, limit + 2):
-                answer_now = step > limit  # past the step limit the model must answer without tools
-                replies: list[Completion] = []
-                async for delta in self._ask(turn, replies, tool_choice="none" if answer_now else None):
-                    yield delta
-                completion = replies[0]
-                self._count(turn, completion)
-                if answer_now or not completion.tool_calls:
-                    yield await self._finish(turn, completion.text, step)
-                    return
-                await self._remember_call(turn, completion)
-                async for tool_event in self._run_tools(turn, completion.tool_calls):
-                    yield tool_event
+        turn = await self._prepare(chat_id, conversation_id, user)
+        limit = self.settings.max_tool_steps
+        for step in range(1, limit + 2):
+            answer_now = step > limit  # past the step limit the model must answer, and gets no tools
+            replies: list[Completion] = []
+            async for delta in self._ask(turn, replies, with_tools=not answer_now):
+                yield delta
+            completion = replies[0]
+            self._count(turn, completion)
+            if answer_now or not completion.tool_calls:
+                yield await self._finish(turn, completion, step)
+                return
+            calls = await self._remember_call(turn, completion)
+            for call in calls:
+                yield ToolStarted(call.call.id, call.server, call.tool, call.arguments or {})
+            for finished in await self._run_tools(turn, calls):
+                yield finished
 
     async def _ask(
-        self, turn: _Turn, replies: list[Completion], tool_choice: Literal["none"] | None
+        self, turn: _Turn, replies: list[Completion], *, with_tools: bool
     ) -> AsyncIterator[TextDelta | ReasoningDelta]:
         """One model turn: yields its deltas and appends its Completion to `replies`."""
-        async with aclosing(self.model.complete(turn.messages, turn.tools or None, tool_choice=tool_choice)) as events:
+        tools = turn.tools if with_tools and turn.tools else None
+        async with aclosing(self.model.complete(turn.messages, tools)) as events:
             async for event in events:
                 if isinstance(event, Completion):
                     replies.append(event)
                 else:
                     yield event
 
-    async def _prepare(self, chat_id: int, conversation_id: int) -> _Turn:
+    async def _prepare(self, chat_id: int, conversation_id: int, user: StoredMessage) -> _Turn:
         catalogue = await self.tools.catalogue(chat_id)
         tools = [entry.openai() for entry in catalogue]
         prompt = system_prompt(self.settings.system_prompt, datetime.now(UTC), await self.tools.instructions(chat_id))
-        budget = (
-            self.settings.max_context_tokens
-            - self.settings.answer_tokens
-            - count_tokens(prompt)
-            - count_tools_tokens([dict(tool) for tool in tools])
-        )
+        fixed = count_tokens(prompt) + count_tools_tokens([dict(tool) for tool in tools])
+        budget = self.settings.max_context_tokens - self.settings.answer_tokens - fixed
         window = await self.store.window(
             conversation_id, max_messages=self.settings.max_history_messages, max_tokens=max(budget, 0)
         )
+        if not window or window[-1].role != "user":
+            # Not even the new message fits next to the prompt and the tools: send it alone and say so.
+            log.warning("context_too_small", chat_id=chat_id, budget=budget, message_tokens=user.token_count)
+            window = [user]
+        used = sum(message.token_count for message in window)
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": prompt}]
         messages += [_as_param(message) for message in window]
-        return _Turn(chat_id, conversation_id, messages, tools, {entry.name: entry for entry in catalogue})
+        by_name = {entry.name: entry for entry in catalogue}
+        return _Turn(chat_id, conversation_id, messages, tools, by_name, room=max(budget - used, 0))
 
     def _count(self, turn: _Turn, completion: Completion) -> None:
         if completion.usage is not None:
             turn.prompt_tokens += completion.usage.prompt_tokens
             turn.completion_tokens += completion.usage.completion_tokens
 
-    async def _finish(self, turn: _Turn, text: str, steps: int) -> TurnFinished:
+    async def _finish(self, turn: _Turn, completion: Completion, steps: int) -> TurnFinished:
+        text = completion.text
+        if not text.strip():
+            text = _empty_answer_note(completion, steps > self.settings.max_tool_steps)
+            log.warning("empty_answer", chat_id=turn.chat_id, finish_reason=completion.finish_reason)
         answer = StoredMessage(
             role="assistant",
             content=text,
@@ -176,81 +219,90 @@ class Engine:
         )
         await self.store.append(turn.conversation_id, answer)
         usage = Usage(prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens)
-        seconds = round(time.perf_counter() - turn.started, 3)
         log.info(
             "turn_finished",
+            chat_id=turn.chat_id,
             steps=steps,
             tool_calls=turn.tool_calls,
-            seconds=seconds,
+            seconds=round(time.perf_counter() - turn.started, 3),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
         )
         return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls, steps=steps)
 
-    async def _remember_call(self, turn: _Turn, completion: Completion) -> None:
-        calls = [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
-            for call in completion.tool_calls
+    async def _remember_call(self, turn: _Turn, completion: Completion) -> list[_Call]:
+        """Store the model's tool calls (ids made unique and storable) and resolve each one once."""
+        seen: set[str] = set()
+        calls = []
+        for raw in completion.tool_calls:
+            call_id = raw.id if raw.id and raw.id not in seen and len(raw.id) <= MAX_CALL_ID else _new_id()
+            seen.add(call_id)
+            entry = turn.by_name.get(raw.name)
+            server, tool = (entry.spec.server, entry.spec.name) if entry else ("?", raw.name)
+            call = ToolCall(id=call_id, name=raw.name, arguments=raw.arguments)
+            calls.append(_Call(call, server, tool, _arguments(raw.arguments)))
+        wire = [
+            {"id": c.call.id, "type": "function", "function": {"name": c.call.name, "arguments": c.call.arguments}}
+            for c in calls
         ]
         text = completion.text or ""
         stored = StoredMessage(
             role="assistant",
             content=text,
-            tool_calls=calls,
+            tool_calls=wire,
             tool_call_id=None,
-            token_count=count_message_tokens("assistant", text, json.dumps(calls)),
+            token_count=count_message_tokens("assistant", text, json.dumps(wire)),
         )
         await self.store.append(turn.conversation_id, stored)
-        turn.messages.append({"role": "assistant", "content": text, "tool_calls": calls})  # type: ignore[typeddict-item]
+        turn.messages.append({"role": "assistant", "content": text, "tool_calls": wire})  # type: ignore[typeddict-item]
+        return calls
 
-    async def _run_tools(self, turn: _Turn, calls: tuple[ToolCall, ...]) -> AsyncIterator[EngineEvent]:
-        """Run the step's tool calls concurrently; report each as it finishes; results go back in the order asked."""
-        results: dict[str, str] = {}
-        send, receive = anyio.create_memory_object_stream[ToolFinished](len(calls))
-        for call in calls:
-            entry = turn.by_name.get(call.name)
-            server, tool = (entry.spec.server, entry.spec.name) if entry else ("?", call.name)
-            yield ToolStarted(call.id, server, tool, _arguments(call.arguments) or {})
-        async with anyio.create_task_group() as tasks, send, receive:
-            for call in calls:
-                tasks.start_soon(self._run_one, turn, call, results, send.clone())
-            send.close()
-            async for finished in receive:
-                yield finished
+    async def _run_tools(self, turn: _Turn, calls: list[_Call]) -> list[ToolFinished]:
+        """Run the step's calls concurrently. Their results are stored and given to the model in the order asked,
+        also when the turn is cancelled (a missing result is stored as cancelled), so a stored call always
+        has all its results. Returns the ToolFinished events in the order the calls ended."""
+        results: list[str | None] = [None] * len(calls)
+        finished: list[ToolFinished] = []
+        try:
+            async with anyio.create_task_group() as tasks:
+                for index, call in enumerate(calls):
+                    tasks.start_soon(self._run_one, turn, call, index, results, finished)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._store_results(turn, calls, results)
         turn.tool_calls += len(calls)
-        for call in calls:
-            content = results[call.id]
+        return finished
+
+    async def _store_results(self, turn: _Turn, calls: list[_Call], results: list[str | None]) -> None:
+        share = max(turn.room // max(len(calls), 1), MIN_RESULT_TOKENS)
+        for call, result in zip(calls, results, strict=True):
+            content = _fit(result if result is not None else CANCELLED, share * CHARS_PER_TOKEN)
+            tokens = count_message_tokens("tool", content, None, tool_call_id=call.call.id)
+            turn.room = max(turn.room - tokens, 0)
             stored = StoredMessage(
-                role="tool",
-                content=content,
-                tool_calls=None,
-                tool_call_id=call.id,
-                token_count=count_message_tokens("tool", content, None),
+                role="tool", content=content, tool_calls=None, tool_call_id=call.call.id, token_count=tokens
             )
             await self.store.append(turn.conversation_id, stored)
-            turn.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            turn.messages.append({"role": "tool", "tool_call_id": call.call.id, "content": content})
 
     async def _run_one(
-        self, turn: _Turn, call: ToolCall, results: dict[str, str], send: anyio.abc.ObjectSendStream[ToolFinished]
+        self, turn: _Turn, call: _Call, index: int, results: list[str | None], finished: list[ToolFinished]
     ) -> None:
         started = time.perf_counter()
-        entry = turn.by_name.get(call.name)
-        server, tool = (entry.spec.server, entry.spec.name) if entry else ("?", call.name)
-        arguments = _arguments(call.arguments)
         ok = False
-        if arguments is None:
-            content = f"Error: the arguments are not a JSON object: {call.arguments[:200]!r}. Call the tool again."
+        if call.arguments is None:
+            content = f"Error: the arguments are not a JSON object: {call.call.arguments[:200]!r}. Call it again."
         else:
             try:
-                result = await self.tools.call(call.name, arguments, turn.chat_id)
+                result = await self.tools.call(call.call.name, call.arguments, turn.chat_id)
             except ToolError as exc:
                 content = f"Error: {exc}"
             else:
                 ok = not result.is_error
                 content = result.text() if ok else f"Error: {result.text()}"
-        results[call.id] = content
-        async with send:
-            await send.send(ToolFinished(call.id, server, tool, ok, round(time.perf_counter() - started, 3)))
+        results[index] = content
+        seconds = round(time.perf_counter() - started, 3)
+        finished.append(ToolFinished(call.call.id, call.server, call.tool, ok, seconds))
 
 
 def _arguments(text: str) -> dict[str, Any] | None:
@@ -262,6 +314,25 @@ def _arguments(text: str) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _new_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _fit(content: str, max_chars: int) -> str:
+    """A tool result cut to the room left in the context, with a note the model can read."""
+    if len(content) <= max_chars:
+        return content
+    return f"{content[:max_chars]}\n[truncated to fit the context: showing {max_chars} of {len(content)} characters]"
+
+
+def _empty_answer_note(completion: Completion, after_step_limit: bool) -> str:
+    if after_step_limit:
+        return "I could not finish this within the allowed number of tool steps. Please ask in smaller parts."
+    if completion.finish_reason == "length":
+        return "The model used up its answer length (LLM_MAX_TOKENS) before answering. Please try again."
+    return "The model gave an empty answer. Please try again or rephrase."
 
 
 def _as_param(message: StoredMessage) -> ChatCompletionMessageParam:

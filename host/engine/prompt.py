@@ -16,7 +16,8 @@ MAX_INSTRUCTIONS_TOTAL = 6_000
 
 def system_prompt(base: str, now: datetime, instructions: Mapping[str, str]) -> str:
     """`base`, the date, then each server's instructions, each capped, all together capped."""
-    parts = [base.strip(), f"Today is {now:%A, %d %B %Y}; the time is {now:%H:%M} UTC."]
+    # The date only, not the time: a prompt that changes every minute would defeat the servers' prompt caches.
+    parts = [base.strip(), f"Today is {now:%A, %d %B %Y} (UTC)."]
     budget = MAX_INSTRUCTIONS_TOTAL
     sections = []
     for server, text in instructions.items():

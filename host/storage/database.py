@@ -18,9 +18,17 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+
+
 def open_engine(url: str = DEFAULT_URL) -> AsyncEngine:
-    """An engine for `url`; for a SQLite file, its parent directory is created first."""
+    """An engine for `url` (`sqlite://` and `postgresql://` get their async drivers); for a SQLite file, its
+    parent directory is created first. Raises ValueError for a database this store does not support."""
     parsed = make_url(url)
+    if parsed.drivername in _ASYNC_DRIVERS:
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[parsed.drivername])
+    if parsed.drivername not in _ASYNC_DRIVERS.values():
+        raise ValueError(f"{parsed.drivername!r} is not supported; use sqlite+aiosqlite:// or postgresql+asyncpg://")
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     database = parsed.database or ""

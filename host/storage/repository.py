@@ -215,7 +215,7 @@ def _translated(action: str) -> Iterator[None]:
     """SQLAlchemy, driver and Alembic errors become one StorageError saying what failed (the cause is chained)."""
     try:
         yield
-    except (SQLAlchemyError, OSError, CommandError) as exc:
+    except (SQLAlchemyError, OSError, CommandError, ValueError, ImportError) as exc:
         detail = exc.orig if isinstance(exc, DBAPIError) else exc
         reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0][:300]
         raise StorageError(f"could not {action}: {reason}") from exc

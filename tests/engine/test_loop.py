@@ -140,8 +140,80 @@ async def test_the_step_limit_asks_for_an_answer_without_tools(
     async with engine_for(model_server, store_url, max_tool_steps=2) as engine:
         events = await run_turn(engine, new_id(), "loop forever")
     assert finished(events).text == "Enough tools; here is my answer."
-    assert model_server.bodies[2]["tool_choice"] == "none"
-    assert "tool_choice" not in model_server.bodies[0]
+    assert "tools" in model_server.bodies[1] and "tools" not in model_server.bodies[2]
+
+
+async def test_an_empty_answer_at_the_step_limit_becomes_a_clear_message(
+    model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
+) -> None:
+    model_server.script(Reply(tool_calls=(Call("ours__echo", {"text": "1"}),)), Reply(text=""))
+    async with engine_for(model_server, store_url, max_tool_steps=1) as engine:
+        events = await run_turn(engine, new_id(), "loop forever")
+    assert "allowed number of tool steps" in finished(events).text
+
+
+async def test_two_messages_in_one_chat_are_answered_one_after_the_other(
+    model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
+) -> None:
+    chat = new_id()
+    model_server.script(
+        Reply(tool_calls=(Call("ours__sleep", {"seconds": 0.3}),)),
+        Reply(text="first done"),
+        Reply(text="second done"),
+    )
+    async with engine_for(model_server, store_url) as engine:
+        answers: dict[str, str] = {}
+
+        async def ask(text: str) -> None:
+            answers[text] = finished(await run_turn(engine, chat, text)).text
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(ask, "one")
+            await anyio.wait_all_tasks_blocked()
+            tasks.start_soon(ask, "two")
+    assert answers == {"one": "first done", "two": "second done"}
+    last = [message["role"] for message in model_server.bodies[2]["messages"]]
+    assert last == ["system", "user", "assistant", "tool", "assistant", "user"]  # the first turn whole, then two
+
+
+async def test_a_turn_stopped_while_tools_run_keeps_every_call_with_a_result(
+    model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
+) -> None:
+    chat = new_id()
+    model_server.script(Reply(tool_calls=(Call("ours__sleep", {"seconds": 30}),)), Reply(text="fresh start"))
+    async with engine_for(model_server, store_url) as engine:
+        with anyio.move_on_after(1.5):
+            await run_turn(engine, chat, "sleep long")
+        await run_turn(engine, chat, "are you back?")
+    messages = model_server.bodies[1]["messages"]
+    assert [message["role"] for message in messages] == ["system", "user", "assistant", "tool", "user"]
+    assert messages[3]["content"] == "Error: the tool call was cancelled before it finished."
+
+
+async def test_repeated_tool_call_ids_get_their_own_results(
+    model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
+) -> None:
+    model_server.script(
+        Reply(
+            tool_calls=(Call("ours__echo", {"text": "one"}, id="same"), Call("ours__echo", {"text": "two"}, id="same"))
+        ),
+        lambda body: Reply(text=" ".join(tool_results(body))),
+    )
+    async with engine_for(model_server, store_url) as engine:
+        events = await run_turn(engine, new_id(), "twice")
+    assert finished(events).text == "one two"
+    ids = [call["id"] for call in model_server.bodies[1]["messages"][-3]["tool_calls"]]
+    assert len(set(ids)) == 2
+
+
+async def test_a_message_too_long_for_the_history_budget_is_still_sent(
+    model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
+) -> None:
+    model_server.script(Reply(text="That is long."))
+    long_text = "word " * 9000
+    async with engine_for(model_server, store_url) as engine:
+        await run_turn(engine, new_id(), long_text)
+    assert [message["role"] for message in model_server.bodies[0]["messages"]] == ["system", "user"]
 
 
 async def test_a_model_that_stays_down_ends_the_turn_but_keeps_the_message(
