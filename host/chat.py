@@ -17,7 +17,7 @@ from host.engine.loop import ToolFinished, ToolStarted, TurnFinished
 from host.errors import HostError
 from host.mcp.connection import Status
 
-HELP = "Commands: /reset (new conversation), /tools, /servers, /exit. Anything else goes to the model."
+HELP = "Commands: /reset (new conversation), /tools, /servers (and the model), /exit. Anything else goes to the model."
 
 
 async def once(app: App, chat_id: int, text: str) -> int:
@@ -111,6 +111,8 @@ async def _print_tools(app: App, chat_id: int) -> None:
 
 
 async def _print_servers(app: App, chat_id: int) -> None:
+    model = "answering" if await app.model.healthy() else "not answering"
+    print(f"model {app.settings.llm_model_name} at {app.settings.llm_base_url}: {model}", file=sys.stderr)
     for connection in await app.registry.connections(chat_id):
         state = "connected" if connection.status is Status.CONNECTED else connection.unavailable_reason()
         print(
