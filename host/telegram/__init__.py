@@ -1,0 +1,1 @@
+"""Telegram front end: bot wiring, handlers and reply rendering."""
