@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -23,11 +22,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.peers.threaded_server import ThreadedServer
 
 ToolCallStyle = Literal["first", "repeat", "no_index"]
 """How streamed tool-call chunks look: "first" (OpenAI: id and name only in the first piece of each call),
@@ -122,11 +122,7 @@ class ScriptedModelServer:
         self._default: Script | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
+        self._http: ThreadedServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._release: asyncio.Event | None = None
 
@@ -161,8 +157,8 @@ class ScriptedModelServer:
 
     @property
     def port(self) -> int:
-        assert self._socket is not None, "the server is not started"
-        return int(self._socket.getsockname()[1])
+        assert self._http is not None, "the server is not started"
+        return self._http.port
 
     @property
     def base_url(self) -> str:
@@ -185,29 +181,8 @@ class ScriptedModelServer:
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def __enter__(self) -> "ScriptedModelServer":
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit it; without it, every response waits ~40 ms on the client's delayed ACK.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.listen(128)  # connections queue up from here on, even before uvicorn accepts them
-        config = uvicorn.Config(
-            self._app(),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            loop="asyncio",
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=5,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name=f"scripted-model-{self.port}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=10) or self._failure is not None:
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"the scripted model server did not start: {self._failure!r}")
+        self._http = ThreadedServer("scripted model server", backlog=128)
+        self._http.start(self._app())
         return self
 
     def __exit__(
@@ -216,29 +191,15 @@ class ScriptedModelServer:
         if self._loop is not None and self._release is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop ended between the check and the call
                 self._loop.call_soon_threadsafe(self._release.set)
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-            if self._thread.is_alive():
-                raise RuntimeError("the scripted model server did not stop within 15 s")
-        if self._socket is not None:
-            self._socket.close()
-
-    def _run(self) -> None:
-        assert self._server is not None and self._socket is not None
-        try:
-            asyncio.run(self._server.serve(sockets=[self._socket]))
-        except BaseException as exc:
-            self._failure = exc
-        finally:
-            self._ready.set()
+        if self._http is not None:
+            self._http.stop()
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
         self._release = asyncio.Event()
-        self._ready.set()
+        assert self._http is not None
+        self._http.ready.set()
         yield
 
     def _app(self) -> Starlette:

@@ -24,7 +24,6 @@ import html
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,12 +31,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.peers.threaded_server import ThreadedServer
 
 MAX_TEXT_LENGTH = 4096
 SEND_METHODS = ("sendMessage", "editMessageText", "sendMessageDraft")
@@ -241,11 +241,7 @@ class FakeBotAPI:
             "getFile": self._get_file,
         }
         self._by_lower = {name.lower(): name for name in [*self._handlers, "getUpdates"]}
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
+        self._http: ThreadedServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new_update: asyncio.Event | None = None
         self._stopping = False
@@ -254,8 +250,8 @@ class FakeBotAPI:
     # -- addresses -------------------------------------------------------------------------------------------
     @property
     def port(self) -> int:
-        assert self._socket is not None, "the server is not started"
-        return int(self._socket.getsockname()[1])
+        assert self._http is not None, "the server is not started"
+        return self._http.port
 
     @property
     def base_url(self) -> str:
@@ -439,29 +435,8 @@ class FakeBotAPI:
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def __enter__(self) -> "FakeBotAPI":
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit it; without it, every response waits ~40 ms on the client's delayed ACK.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.listen(1024)  # connections queue up from here on, even before uvicorn accepts them
-        config = uvicorn.Config(
-            self._app(),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            loop="asyncio",
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=5,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name=f"fake-bot-api-{self.port}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=10) or self._failure is not None:
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"the fake Bot API server did not start: {self._failure!r}")
+        self._http = ThreadedServer("fake Bot API server", backlog=1024)
+        self._http.start(self._app())
         return self
 
     def __exit__(
@@ -469,29 +444,15 @@ class FakeBotAPI:
     ) -> None:
         self._stopping = True
         self._wake_pollers()  # long polls answer [] at once
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-            if self._thread.is_alive():
-                raise RuntimeError("the fake Bot API server did not stop within 15 s")
-        if self._socket is not None:
-            self._socket.close()
-
-    def _run(self) -> None:
-        assert self._server is not None and self._socket is not None
-        try:
-            asyncio.run(self._server.serve(sockets=[self._socket]))
-        except BaseException as exc:
-            self._failure = exc
-        finally:
-            self._ready.set()
+        if self._http is not None:
+            self._http.stop()
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
         self._new_update = asyncio.Event()
-        self._ready.set()
+        assert self._http is not None
+        self._http.ready.set()
         yield
 
     def _wake_pollers(self) -> None:
