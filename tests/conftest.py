@@ -67,10 +67,10 @@ def write_config(tmp_path: Path) -> Any:
     return write
 
 
-def start_http_peer(transport: str, port: int) -> subprocess.Popen[bytes]:
-    """Our test server over "sse" or "streamable-http" on the port, listening when this returns."""
+def start_http_server(module: str, *args: str, transport: str, port: int) -> subprocess.Popen[bytes]:
+    """`python -m MODULE ARGS --transport T --port P` from the repository root, listening when this returns."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.peers.mcp_test_server", "--transport", transport, "--port", str(port)],
+        [sys.executable, "-m", module, *args, "--transport", transport, "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -79,25 +79,30 @@ def start_http_peer(transport: str, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @pytest.fixture
-def http_test_server() -> Iterator[Any]:
-    """Start our test server over "sse" or "streamable-http"; returns its URL."""
+def http_server() -> Iterator[Any]:
+    """Start an MCP server module over HTTP: `start(module, *args, transport="streamable-http")` returns its
+    URL (/mcp, or /sse for SSE); every server started is stopped after the test."""
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(transport: str) -> str:
+    def start(module: str, *args: str, transport: str = "streamable-http") -> str:
         port = free_port()
-        processes.append(start_http_peer(transport, port))
-        return f"http://127.0.0.1:{port}/sse" if transport == "sse" else f"http://127.0.0.1:{port}/mcp"
+        processes.append(start_http_server(module, *args, transport=transport, port=port))
+        return f"http://127.0.0.1:{port}/" + ("sse" if transport == "sse" else "mcp")
 
     yield start
     for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def process_alive(pid: int) -> bool:

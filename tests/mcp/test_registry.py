@@ -15,10 +15,11 @@ from host.mcp.config import load_servers, parse_servers
 from host.mcp.connection import ServerConnection, Status
 from host.mcp.registry import Registry
 from host.mcp.tools import BinaryPart
-from tests.conftest import ROOT, free_port, npm_server, peer_server, process_alive, start_http_peer
+from tests.conftest import ROOT, free_port, npm_server, peer_server, process_alive, start_http_server
 
 pytestmark = pytest.mark.anyio
 
+PEER = "tests.peers.mcp_test_server"
 OPENAI_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
@@ -31,7 +32,7 @@ async def connection_named(registry: Registry, name: str, chat_id: int = 0) -> S
 
 
 async def test_every_tool_of_every_transport_is_listed_and_callable(
-    write_config: Any, http_test_server: Any, tmp_path: Path
+    write_config: Any, http_server: Any, tmp_path: Path
 ) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -40,8 +41,8 @@ async def test_every_tool_of_every_transport_is_listed_and_callable(
         {
             "ours_stdio": peer_server("--page-size", "3"),
             "ours_legacy": peer_server("--legacy"),
-            "ours_sse": {"url": http_test_server("sse")},
-            "ours_http": {"type": "http", "url": http_test_server("streamable-http")},
+            "ours_sse": {"url": http_server(PEER, transport="sse")},
+            "ours_http": {"type": "http", "url": http_server(PEER)},
             "time": {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]},
             "files": npm_server("mcp-server-filesystem", str(shared)),
         }
@@ -237,7 +238,7 @@ def _children_named(name: str) -> list[int]:
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
 async def test_a_remote_server_that_goes_away_fails_fast_and_is_reconnected(transport: str) -> None:
     port = free_port()
-    server = start_http_peer(transport, port)
+    server = start_http_server(PEER, transport=transport, port=port)
     url = f"http://127.0.0.1:{port}/" + ("sse" if transport == "sse" else "mcp")
     configs = parse_servers({"mcpServers": {"remote": {"url": url}}}, source="test", environ={})
     try:
@@ -252,7 +253,7 @@ async def test_a_remote_server_that_goes_away_fails_fast_and_is_reconnected(tran
                 assert remote.status is not Status.CONNECTED
                 assert not await registry.catalogue()
 
-                server = start_http_peer(transport, port)
+                server = start_http_server(PEER, transport=transport, port=port)
                 await remote.wait_until(connected)
                 assert (await registry.call("remote__echo", {"text": "three"})).text() == "three"
     finally:
