@@ -4,17 +4,13 @@ reachable). Run: `python -m bench.engine_bench [--turns N] [--chats N] [--postgr
 """
 
 import argparse
-import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from host.engine.llm import ChatModel, ModelSettings
 from host.engine.loop import Engine, EngineSettings
@@ -22,25 +18,9 @@ from host.log import configure_logging
 from host.mcp.registry import Registry
 from host.storage import ConversationStore
 from tests.peers.openai_server import ScriptedModelServer
+from tests.postgres import create_database, drop_databases
 
 POSTGRES_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
-
-
-@asynccontextmanager
-async def throwaway_postgres(base_url: str) -> AsyncIterator[str | None]:
-    dsn = make_url(base_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"mcpbot_bench_{secrets.token_hex(4)}"
-    try:
-        admin = await asyncpg.connect(dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError):
-        yield None
-        return
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def measure(url: str, model_url: str, turns: int, chats: int) -> dict[str, Any]:
@@ -78,8 +58,12 @@ async def main(options: argparse.Namespace) -> None:
     print(f"{'backend':<11} {'chats':>5} {'turns/s':>8} {'p50 ms':>7} {'p95 ms':>7}")
     with ScriptedModelServer() as model, tempfile.TemporaryDirectory() as folder:
         model.instant("ok")
-        async with throwaway_postgres(options.postgres_url) as postgres:
-            backends = [("SQLite", f"sqlite+aiosqlite:///{folder}/bench.db"), ("PostgreSQL", postgres)]
+        backends: list[tuple[str, str | None]] = [("SQLite", f"sqlite+aiosqlite:///{folder}/bench.db")]
+        try:
+            backends.append(("PostgreSQL", await create_database(options.postgres_url, "mcpbot_bench")))
+        except (OSError, asyncpg.PostgresError):
+            backends.append(("PostgreSQL", None))
+        try:
             for name, url in backends:
                 if url is None:
                     print(f"{name:<11} skipped: not reachable")
@@ -87,6 +71,8 @@ async def main(options: argparse.Namespace) -> None:
                 for chats in (1, options.chats):
                     row = await measure(url, model.base_url, options.turns, chats)
                     print(f"{name:<11} {chats:>5} {row['per_second']:>8.1f} {row['p50']:>7.1f} {row['p95']:>7.1f}")
+        finally:
+            await drop_databases(options.postgres_url, [url for name, url in backends if name == "PostgreSQL" and url])
 
 
 if __name__ == "__main__":

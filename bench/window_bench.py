@@ -16,12 +16,12 @@ from typing import Any
 import anyio
 import asyncpg
 from sqlalchemy import insert, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from host.storage import ConversationStore
 from host.storage.models import Message
 from host.storage.repository import window_query
+from tests.postgres import create_database, drop_databases
 
 SIZES = (10, 1_000, 100_000)
 WINDOW = {"max_messages": 50, "max_tokens": 8000}
@@ -90,30 +90,19 @@ async def bench(name: str, url: str, reads: int) -> list[tuple[str, ...]]:
     return rows
 
 
-async def postgres_database(base_url: str, name: str, create: bool) -> None:
-    connection = await asyncpg.connect(make_url(base_url).set(drivername="postgresql").render_as_string(False))
-    try:
-        statement = f'CREATE DATABASE "{name}"' if create else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 async def main_async(arguments: argparse.Namespace) -> None:
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory() as directory:
         rows += await bench("SQLite", f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", arguments.reads)
-    name = f"mcpbot_windowbench_{secrets.token_hex(4)}"
     try:
-        await postgres_database(arguments.postgres_url, name, create=True)
+        url = await create_database(arguments.postgres_url, "mcpbot_windowbench")
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"  PostgreSQL skipped: {exc}")
     else:
         try:
-            url = make_url(arguments.postgres_url).set(database=name).render_as_string(False)
             rows += await bench("PostgreSQL", url, arguments.reads)
         finally:
-            await postgres_database(arguments.postgres_url, name, create=False)
+            await drop_databases(arguments.postgres_url, [url])
     header = ("backend", "messages", "rows", "median ms", "p95 ms", "plan")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print(f"\nwindow(max_messages=50, max_tokens=8000), {arguments.reads} reads each")

@@ -2,16 +2,15 @@
 throw-away PostgreSQL database made for the test module. Imported by those folders' conftest.py files."""
 
 import random
-import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import anyio
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
+
+from tests.postgres import create_database, drop_databases
 
 
 def _in_thread(function: Callable[[], Awaitable[Any]]) -> Any:
@@ -24,24 +23,15 @@ class ThrowAwayDatabases:
     """Creates PostgreSQL databases named mcpbot_storetest_<random>; drops them all at the end."""
 
     def __init__(self) -> None:
-        self.base_url: str | None = None
-        self.names: list[str] = []
+        self.base_url = ""
+        self.urls: list[str] = []
         self._shared: str | None = None
 
     def create(self, base_url: str) -> str:
-        name = f"mcpbot_storetest_{secrets.token_hex(4)}"
         self.base_url = base_url
-
-        async def create() -> None:
-            connection = await asyncpg.connect(_dsn(base_url))
-            try:
-                await connection.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await connection.close()
-
-        _in_thread(create)
-        self.names.append(name)
-        return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+        url: str = _in_thread(lambda: create_database(base_url, "mcpbot_storetest"))
+        self.urls.append(url)
+        return url
 
     def shared(self, base_url: str) -> str:
         if self._shared is None:
@@ -49,23 +39,7 @@ class ThrowAwayDatabases:
         return self._shared
 
     def drop_all(self) -> None:
-        if not self.names or self.base_url is None:
-            return
-        base_url = self.base_url
-
-        async def drop() -> None:
-            connection = await asyncpg.connect(_dsn(base_url))
-            try:
-                for name in self.names:
-                    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await connection.close()
-
-        _in_thread(drop)
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        _in_thread(lambda: drop_databases(self.base_url, self.urls))
 
 
 @pytest.fixture(scope="module")

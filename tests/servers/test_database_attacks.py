@@ -6,8 +6,7 @@ server answering the next good query.
 import hashlib
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from mcp import Client
 from sqlalchemy.engine import make_url
 
+from tests.postgres import throwaway_database
 from tests.servers.conftest import stdio_params
 
 pytestmark = pytest.mark.anyio
@@ -230,34 +230,6 @@ async def test_sqlite_attacks(tmp_path: Path, subtests: Any) -> None:
                     await assert_healthy(client)
 
 
-@asynccontextmanager
-async def throwaway_database(base_url: str, setup: str) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database named mcpbot_dbtest_<random>, set up with `setup`; dropped afterwards."""
-    base = make_url(base_url)
-    dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"mcpbot_dbtest_{uuid.uuid4().hex[:12]}"
-    with anyio.fail_after(30):
-        admin = await asyncpg.connect(dsn)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        connection = await asyncpg.connect(base.set(drivername="postgresql", database=name).render_as_string(False))
-        try:
-            await connection.execute(setup)
-        finally:
-            await connection.close()
-    try:
-        yield base.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-    finally:
-        with anyio.fail_after(30):
-            admin = await asyncpg.connect(dsn)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
-
-
 SNAPSHOT_QUERIES = {
     "relations": """SELECT n.nspname, c.relname, c.relkind, c.relpersistence FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -294,7 +266,7 @@ async def test_postgresql_attacks(postgres_url: str, subtests: Any) -> None:
     prefix = f"/tmp/mcpbot_dbtest_{uuid.uuid4().hex[:12]}"
     statements = [statement.replace("{dir}", prefix) for statement in COMMON + POSTGRESQL_ONLY]
     assert len(statements) >= 30
-    async with throwaway_database(postgres_url, POSTGRESQL_SETUP) as url:
+    async with throwaway_database(postgres_url, "mcpbot_dbtest", POSTGRESQL_SETUP) as url:
         params = stdio_params("servers.database", "--url", url, "--statement-timeout", "1")
         observer = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
         try:

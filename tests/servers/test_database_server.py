@@ -23,13 +23,13 @@ from servers.database.execute import QueryError, run_query
 from servers.database.guard import Statement
 from servers.database.render import render
 from tests.conftest import ROOT
+from tests.postgres import throwaway_database
 from tests.servers.conftest import inspector, stdio_params
 from tests.servers.test_database_attacks import (
     ITEMS,
     POSTGRESQL_SETUP,
     make_sqlite_database,
     text_of,
-    throwaway_database,
 )
 
 pytestmark = pytest.mark.anyio
@@ -139,7 +139,7 @@ async def test_sqlite_over_stdio(tmp_path: Path) -> None:
 
 
 async def test_postgresql_over_stdio(postgres_url: str) -> None:
-    async with throwaway_database(postgres_url, POSTGRESQL_SETUP + POSTGRESQL_EXTRA) as url:
+    async with throwaway_database(postgres_url, "mcpbot_dbtest", POSTGRESQL_SETUP + POSTGRESQL_EXTRA) as url:
         params = stdio_params("servers.database", "--url", url, "--row-limit", str(ROW_LIMIT))
         with anyio.fail_after(60):
             async with Client(params) as client:
@@ -303,7 +303,7 @@ async def test_sqlite_database_layer_refuses_without_the_guard(tmp_path: Path) -
 
 
 async def test_postgresql_database_layer_refuses_without_the_guard(postgres_url: str) -> None:
-    async with throwaway_database(postgres_url, POSTGRESQL_SETUP) as url:
+    async with throwaway_database(postgres_url, "mcpbot_dbtest", POSTGRESQL_SETUP) as url:
         await bypass(url, POSTGRESQL_BYPASS, "SELECT count(*) FROM items")
         limits = Limits(statement_timeout=5)
         engine = create_engine(database_url(url), limits)
