@@ -114,6 +114,8 @@ class Engine:
         self.store = store
         self.settings = settings
         self._chat_locks: dict[tuple[int, int], tuple[anyio.Lock, int]] = {}
+        # The catalogue changes rarely: its OpenAI form and token cost are kept until it does.
+        self._tool_definitions: tuple[list[CatalogueEntry], list[ChatCompletionToolParam], int] = ([], [], 0)
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> None:
         """Start a new conversation in the chat; the old one stays stored but leaves the window."""
@@ -183,9 +185,13 @@ class Engine:
 
     async def _prepare(self, chat_id: int, conversation_id: int, user: StoredMessage) -> _Turn:
         catalogue = await self.tools.catalogue(chat_id)
-        tools = [entry.openai() for entry in catalogue]
+        known, tools, tools_tokens = self._tool_definitions
+        if catalogue != known:
+            tools = [entry.openai() for entry in catalogue]
+            tools_tokens = count_tools_tokens([dict(tool) for tool in tools])
+            self._tool_definitions = (catalogue, tools, tools_tokens)
         prompt = system_prompt(self.settings.system_prompt, datetime.now(UTC), await self.tools.instructions(chat_id))
-        fixed = count_tokens(prompt) + count_tools_tokens([dict(tool) for tool in tools])
+        fixed = count_tokens(prompt) + tools_tokens
         budget = self.settings.max_context_tokens - self.settings.answer_tokens - fixed
         window = await self.store.window(
             conversation_id, max_messages=self.settings.max_history_messages, max_tokens=max(budget, 0)
