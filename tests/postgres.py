@@ -1,0 +1,55 @@
+"""Throw-away PostgreSQL databases for tests and benchmarks: created on this machine's server under a random
+name, dropped afterwards, so that nobody else's data is touched."""
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+
+def _admin_dsn(base_url: str) -> str:
+    """The SQLAlchemy URL as a plain libpq DSN for asyncpg."""
+    return make_url(base_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_database(base_url: str, prefix: str, setup: str = "") -> str:
+    """A new database `<prefix>_<random>` on the server of `base_url`, with `setup` run in it; its
+    postgresql+asyncpg URL. Raises OSError or asyncpg.PostgresError when the server cannot be reached."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(_admin_dsn(base_url), timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(base_url).set(drivername="postgresql+asyncpg", database=name).render_as_string(False)
+    if setup:
+        connection = await asyncpg.connect(_admin_dsn(url), timeout=10)
+        try:
+            await connection.execute(setup)
+        finally:
+            await connection.close()
+    return url
+
+
+async def drop_databases(base_url: str, urls: list[str]) -> None:
+    """Drop databases `create_database` made on the server of `base_url`, closing their connections."""
+    if not urls:
+        return
+    admin = await asyncpg.connect(_admin_dsn(base_url), timeout=10)
+    try:
+        for url in urls:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def throwaway_database(base_url: str, prefix: str, setup: str = "") -> AsyncIterator[str]:
+    """`create_database` for the length of a `with` block."""
+    url = await create_database(base_url, prefix, setup)
+    try:
+        yield url
+    finally:
+        await drop_databases(base_url, [url])
