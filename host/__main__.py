@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the Telegram bot")
-    run.set_defaults(handler=_not_built("the Telegram front end"))
+    run.set_defaults(handler=_run)
 
     chat = commands.add_parser("chat", help="chat with the bot in this terminal")
     chat.add_argument("--once", metavar="TEXT", help="send one message, print only the answer, exit")
@@ -60,12 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _not_built(what: str) -> Any:
-    def handler(_options: argparse.Namespace, _settings: Settings) -> int:
-        print(f"mcpbot: {what} is not built yet; `mcpbot servers` and `mcpbot call` work.", file=sys.stderr)
-        return 2
+def _run(_options: argparse.Namespace, settings: Settings) -> int:
+    from host.telegram.bot import run_bot
 
-    return handler
+    return anyio.run(run_bot, settings)
 
 
 def _chat(options: argparse.Namespace, settings: Settings) -> int:

@@ -44,6 +44,7 @@ def model_settings(settings: Settings) -> ModelSettings:
         timeout=settings.llm_timeout,
         retry_attempts=settings.llm_retry_attempts,
         stream_tool_turns=settings.llm_stream_tool_turns,
+        max_concurrent_calls=settings.llm_max_concurrent_calls,
     )
 
 

@@ -10,6 +10,24 @@ from typing import Literal
 import structlog
 
 _configured = False
+_secrets: set[str] = set()
+
+
+def hide(secret: str) -> None:
+    """Mask this value wherever it would appear in a log line from now on (a bot token sits in every Bot API
+    URL, so a library that logs its requests would otherwise print it)."""
+    if len(secret) >= 8:
+        _secrets.add(secret)
+
+
+def _redact(_logger: object, _method: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    if _secrets:
+        for key, value in event.items():
+            if isinstance(value, str) and any(secret in value for secret in _secrets):
+                for secret in _secrets:
+                    value = value.replace(secret, "***")
+                event[key] = value
+    return event
 
 
 def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto") -> None:
@@ -27,9 +45,10 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    last: list[structlog.types.Processor] = [structlog.processors.format_exc_info, _redact, renderer]
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, *last],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
@@ -37,10 +56,12 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer], foreign_pre_chain=shared
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last], foreign_pre_chain=shared
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     # The SDKs are chatty at INFO (every HTTP request); keep them a level quieter than ours.
     root.setLevel(max(numeric, logging.WARNING))
+    for chatty in ("httpx", "httpcore"):  # they log every request URL, and Bot API URLs carry the token
+        logging.getLogger(chatty).setLevel(logging.WARNING)

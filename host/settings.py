@@ -3,6 +3,7 @@
 Secrets are SecretStr so that they never print in a repr or a log line. Imports only host.errors.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +21,11 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_url: str | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_group_trigger: Literal["mention", "all"] = "mention"
+    webhook_host: str = "0.0.0.0"  # the webhook is reached from outside (or from a proxy in front)
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     llm_base_url: str = "http://localhost:11434/v1"
     llm_model_name: str = "gpt-oss:20b"
@@ -28,6 +34,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=2048, gt=0)
     llm_timeout: float = Field(default=120.0, gt=0)
     llm_retry_attempts: int = Field(default=3, ge=1)
+    llm_max_concurrent_calls: int = Field(default=10, ge=1)
     llm_stream_tool_turns: bool = True
     llm_max_tool_steps: int = Field(default=8, ge=1)
     llm_max_context_tokens: int = Field(default=8000, gt=0)
@@ -57,6 +64,14 @@ class Settings(BaseSettings):
         """Accept `1,2,3` (and spaces) as well as a JSON list."""
         if isinstance(value, str):
             return [int(part) for part in value.replace(",", " ").split()]
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _secret_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and - as a webhook's secret token."""
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("use 1 to 256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
     @field_validator("log_level", mode="before")

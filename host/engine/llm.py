@@ -86,6 +86,7 @@ class ModelSettings:
     timeout: float = 120.0
     retry_attempts: int = 3
     stream_tool_turns: bool = True
+    max_concurrent_calls: int = 10  # requests in flight to the model server at once; more wait their turn
 
 
 class ChatModel:
@@ -110,6 +111,7 @@ class ChatModel:
             timeout=settings.timeout,
             max_retries=0,
         )
+        self._slots = anyio.Semaphore(settings.max_concurrent_calls)
 
     async def __aenter__(self) -> "ChatModel":
         return self
@@ -133,7 +135,18 @@ class ChatModel:
         A streamed turn whose tool-call arguments are not a JSON object is asked again once without streaming; from
         the repeat only text not yet shown is yielded, and its Completion is the turn's. Failures are retried while
         the failed attempt has yielded nothing (see `_attempts`); ModelUnavailable is raised when they run out.
+        At most settings.max_concurrent_calls turns talk to the server at once; the others wait here.
         """
+        async with self._slots, aclosing(self._complete(messages, tools, tool_choice)) as events:
+            async for event in events:
+                yield event
+
+    async def _complete(
+        self,
+        messages: list[ChatCompletionMessageParam],
+        tools: list[ChatCompletionToolParam] | None,
+        tool_choice: Literal["auto", "none"] | None,
+    ) -> AsyncGenerator[ModelEvent, None]:
         request = _Request(messages, tools or None, tool_choice)
         if tools and not self.settings.stream_tool_turns:
             async with aclosing(self._attempts(lambda: self._whole(request))) as events:

@@ -114,6 +114,21 @@ class Registry:
                 connection.last_used = anyio.current_time()  # its idle time starts once it is up
         return result
 
+    def health(self) -> dict[str, str]:
+        """Each enabled server's state, starting nothing: "connected" or why not for a shared server, and how many
+        instances run for a per-chat one."""
+        report = {}
+        for config in self.configs:
+            if config.scope == "shared":
+                connection = self._shared[config.name]
+                report[config.name] = (
+                    "connected" if connection.status is Status.CONNECTED else connection.unavailable_reason()
+                )
+            else:
+                running = sum(1 for name, _chat in self._per_chat if name == config.name)
+                report[config.name] = f"per chat, {running} running"
+        return report
+
     def _start_chat_instance(self, config: ServerConfig, chat_id: int) -> ServerConnection:
         if len(self._per_chat) >= self.max_chat_instances:
             self._stop_least_recently_used()

@@ -56,6 +56,7 @@ class Reply:
     finish_reason: str | None = None  # None: "tool_calls" when there are calls, else "stop"
     usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens); None: a rough count
     hang_after: bool = False  # streamed: send everything but the end, then stall until the server stops
+    delay: float = 0.0  # seconds before the answer starts (a slow model); cut short when the server stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +231,10 @@ class ScriptedModelServer:
             headers = {"Retry-After": outcome.retry_after} if outcome.retry_after is not None else None
             error = {"error": {"message": outcome.message, "type": "scripted", "code": outcome.status}}
             return JSONResponse(error, status_code=outcome.status, headers=headers)
+        if outcome.delay:
+            assert self._release is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), outcome.delay)
         usage = self._usage(body, outcome)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

@@ -1,0 +1,211 @@
+"""`mcpbot run`: the bot's life cycle. Sign in to the Bot API, open the app (store, MCP servers, model), read
+updates by long polling or a webhook, hand each to its chat's queue, and on SIGINT/SIGTERM stop reading, give
+running turns SHUTDOWN_GRACE_SECONDS to finish, and close everything (MCP servers included) in reverse.
+"""
+
+import asyncio
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import structlog
+import uvicorn
+from telegram import Bot, BotCommand, Update
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import Updater
+from telegram.request import HTTPXRequest
+
+from host import log as logs
+from host.app import App, open_app
+from host.errors import ConfigError, HostError
+from host.ratelimit import MemoryRateLimiter
+from host.settings import Settings
+from host.telegram.frontend import FrontEnd
+from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
+from host.telegram.queues import ChatQueues
+from host.telegram.webhook import webhook_app
+
+log = structlog.get_logger("host.telegram")
+
+ALLOWED_UPDATES = ["message"]
+POLL_TIMEOUT = 30  # seconds a long poll waits for updates
+CONNECTIONS = 256  # to the Bot API, shared by all chats' replies
+
+
+async def run_bot(settings: Settings) -> int:
+    """Run until SIGINT or SIGTERM; 0 after a clean stop."""
+    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
+        raise ConfigError("TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put it in .env")
+    token = settings.telegram_bot_token.get_secret_value().strip()
+    logs.hide(token)
+    if settings.telegram_webhook_url and settings.telegram_webhook_secret is None:
+        raise ConfigError(
+            "TELEGRAM_WEBHOOK_SECRET must be set with TELEGRAM_WEBHOOK_URL, so that the webhook refuses strangers"
+        )
+    bot = _bot(settings, token)
+    identity = await _sign_in(bot, settings)
+    try:
+        async with open_app(settings) as app:
+            await _register_commands(bot)
+            limiter = MemoryRateLimiter(
+                settings.rate_limit_user_requests, settings.rate_limit_global_requests, settings.rate_limit_user_window
+            )
+            front = FrontEnd(app, bot, limiter, admins=frozenset(settings.admin_user_ids))
+            await _serve(app, bot, identity, front)
+    finally:
+        await bot.shutdown()
+    return 0
+
+
+def _bot(settings: Settings, token: str) -> Bot:
+    base_url = settings.telegram_api_base_url.rstrip("/")
+    file_url = base_url[: -len("/bot")] + "/file/bot" if base_url.endswith("/bot") else base_url + "/file/bot"
+    return Bot(
+        token,
+        base_url=base_url,
+        base_file_url=file_url,
+        request=HTTPXRequest(connection_pool_size=CONNECTIONS, pool_timeout=30.0),
+        get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=POLL_TIMEOUT + 10),
+    )
+
+
+async def _sign_in(bot: Bot, settings: Settings) -> BotIdentity:
+    """getMe: the token is checked before anything else starts."""
+    where = urlsplit(settings.telegram_api_base_url).netloc or settings.telegram_api_base_url
+    try:
+        await bot.initialize()
+    except InvalidToken:
+        raise ConfigError(f"TELEGRAM_BOT_TOKEN was rejected by {where}: check the token from @BotFather") from None
+    except NetworkError as error:
+        raise HostError(f"cannot reach the Bot API at {where}: {error}") from None
+    log.info("signed_in", bot=bot.username, api=where)
+    return BotIdentity(bot.id, bot.username)
+
+
+async def _register_commands(bot: Bot) -> None:
+    """The commands as the bot's menu; a failure is logged, not fatal."""
+    try:
+        await bot.set_my_commands([BotCommand(name, description) for name, description in COMMANDS.items()])
+    except TelegramError as error:
+        log.warning("commands_not_registered", error=str(error))
+
+
+async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd) -> None:
+    settings = app.settings
+    answer_all = settings.telegram_group_trigger == "all"
+
+    async with ChatQueues[Incoming](front.handle) as queues:
+
+        def accept(update: Update) -> None:
+            message = incoming(update, identity, answer_all_in_groups=answer_all)
+            if message is not None:
+                queues.submit((message.chat_id, message.topic_id), message)
+
+        async with anyio.create_task_group() as tasks:
+            stopping = anyio.Event()
+            tasks.start_soon(_wait_for_signal, stopping, tasks.cancel_scope)
+            source = _webhook(app, bot, accept) if settings.telegram_webhook_url else _polling(bot, accept)
+            async with source:
+                log.info("bot_running", mode="webhook" if settings.telegram_webhook_url else "polling")
+                await stopping.wait()
+            log.info("bot_stopping", turns_running=queues.busy, grace_seconds=settings.shutdown_grace_seconds)
+            if not await queues.finish(settings.shutdown_grace_seconds):
+                log.warning("shutdown_grace_over", cancelling=queues.busy)
+            tasks.cancel_scope.cancel()
+    log.info("bot_stopped")
+
+
+async def _wait_for_signal(stopping: anyio.Event, scope: anyio.CancelScope) -> None:
+    """The first SIGINT/SIGTERM starts a graceful stop; a second one cancels at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stopping.is_set():
+                log.warning("stopping_now", signal=signal.Signals(signum).name)
+                scope.cancel()
+                return
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            stopping.set()
+
+
+@asynccontextmanager
+async def _polling(bot: Bot, accept: Callable[[Update], None]) -> AsyncIterator[None]:
+    """Long polling: PTB's Updater fetches (and retries after network errors); each update goes to `accept`."""
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    updater = Updater(bot, update_queue=queue)
+    await updater.initialize()
+    await updater.start_polling(timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES, error_callback=_polling_failed)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_feed, queue, accept)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                await updater.stop()  # confirms the fetched updates to Telegram
+                while not queue.empty():
+                    _accept_one(queue.get_nowait(), accept)
+            tasks.cancel_scope.cancel()
+
+
+def _polling_failed(error: TelegramError) -> None:
+    log.warning("polling_failed", error=str(error))
+
+
+async def _feed(queue: "asyncio.Queue[object]", accept: Callable[[Update], None]) -> None:
+    while True:
+        _accept_one(await queue.get(), accept)
+
+
+def _accept_one(update: object, accept: Callable[[Update], None]) -> None:
+    if isinstance(update, Update):
+        accept(update)
+
+
+@asynccontextmanager
+async def _webhook(app: App, bot: Bot, accept: Callable[[Update], None]) -> AsyncIterator[None]:
+    """Serve the webhook app, then register it with setWebhook. The webhook stays registered on the way out:
+    other replicas may still be serving it."""
+    settings = app.settings
+    assert settings.telegram_webhook_url is not None and settings.telegram_webhook_secret is not None
+    secret = settings.telegram_webhook_secret.get_secret_value()
+    path = urlsplit(settings.telegram_webhook_url).path or "/"
+    web = webhook_app(path=path, secret=secret, bot=bot, accept=accept, readiness=lambda: _readiness(app))
+    try:
+        listener = socket.create_server((settings.webhook_host, settings.webhook_port), backlog=1024)
+    except OSError as error:
+        address = f"{settings.webhook_host}:{settings.webhook_port}"
+        raise ConfigError(f"WEBHOOK_HOST/WEBHOOK_PORT: cannot listen on {address}: {error.strerror}") from None
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    server = _Server(
+        uvicorn.Config(web, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    )
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(server.serve, [listener])
+        try:
+            await bot.set_webhook(
+                settings.telegram_webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, max_connections=100
+            )
+            log.info("webhook_registered", path=path, port=settings.webhook_port)
+            yield
+        finally:
+            server.should_exit = True
+
+
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # SIGINT/SIGTERM belong to the bot (_wait_for_signal), which stops this server in its turn
+
+
+async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:
+    database = await app.store.healthy()
+    model = await app.model.healthy()
+    report = {
+        "database": "ok" if database else "unavailable",
+        "model": "ok" if model else "unavailable",
+        "servers": app.registry.health(),
+    }
+    return database and model, report

@@ -1,0 +1,182 @@
+"""The bot's behaviour for one incoming message: answered once, commands, rate limits, a turn of the engine
+streamed back, and a short plain message for every failure the user can meet.
+
+Thin on purpose: the engine decides what is said; this module decides how it reaches Telegram.
+"""
+
+import html
+import time
+from contextlib import aclosing
+
+import anyio
+import structlog
+from telegram import Bot
+from telegram.error import Forbidden, TelegramError
+
+from host.app import App
+from host.engine.llm import ModelUnavailable, TextDelta
+from host.engine.loop import ToolFinished, ToolStarted, TurnFinished
+from host.errors import HostError
+from host.mcp.connection import Status
+from host.ratelimit import RateLimiter
+from host.storage.repository import StorageError
+from host.telegram.incoming import COMMANDS, Incoming
+from host.telegram.render import split_message
+from host.telegram.reply import Reply
+from host.telegram.send import Target, send_html
+
+log = structlog.get_logger("host.telegram")
+
+MODEL_DOWN = "⚠️ The model is not answering right now. Your message is saved; send it again in a minute."
+STORAGE_DOWN = "⚠️ I cannot reach my database right now, so I could not answer. Please try again in a minute."
+FAILED = "⚠️ Something went wrong on my side and it has been logged. Please try again."
+RATE_LIMITED = "⏳ You are sending messages faster than I may answer. Try again in {seconds} s."
+UNREADABLE = "I can only read text messages for now."
+NO_TEXT = "Send me a question after the mention, for example: @{username} what can you do?"
+
+
+class FrontEnd:
+    """Handles each Incoming to the end; never raises for a single message's failure."""
+
+    def __init__(self, app: App, bot: Bot, limiter: RateLimiter, *, admins: frozenset[int] = frozenset()) -> None:
+        self.app = app
+        self.bot = bot
+        self.limiter = limiter
+        self.admins = admins
+
+    async def handle(self, message: Incoming) -> None:
+        with structlog.contextvars.bound_contextvars(
+            chat_id=message.chat_id, user_id=message.user_id, update_id=message.update_id
+        ):
+            target = Target(message.chat_id, message.thread_id, None if message.private else message.message_id)
+            try:
+                if not await self.app.store.claim_update(message.update_id):
+                    log.info("update_repeated", action="ignored")
+                    return
+                if message.kind == "unreadable":
+                    await send_html(self.bot, target, UNREADABLE)
+                elif message.kind == "command":
+                    await self._command(message, target)
+                else:
+                    await self._answer(message, target)
+            except Forbidden as error:  # blocked by the user, removed from the group: nobody to tell
+                log.info("chat_unreachable", error=error.message)
+            except TelegramError as error:
+                log.warning("reply_not_delivered", error=str(error))
+            except StorageError as error:
+                log.error("turn_failed", cause="storage", error=str(error))
+                await self._tell(target, STORAGE_DOWN)
+
+    async def _tell(self, target: Target, text: str) -> None:
+        try:
+            await send_html(self.bot, target, html.escape(text, quote=False))
+        except TelegramError as error:
+            log.warning("reply_not_delivered", error=str(error))
+
+    # -- turns ------------------------------------------------------------------------------------------------
+    async def _answer(self, message: Incoming, target: Target) -> None:
+        if not message.text.strip():
+            await self._tell(target, NO_TEXT.format(username=self.bot.username))
+            return
+        if message.user_id is not None and message.user_id not in self.admins:
+            wait = await self.limiter.admit(message.user_id)
+            if wait > 0:
+                log.info("rate_limited", seconds=round(wait, 1))
+                await self._tell(target, RATE_LIMITED.format(seconds=max(1, round(wait))))
+                return
+        reply = Reply(self.bot, target, draft_id=message.update_id if message.private else None)
+        answer, note = "", None
+        started = time.perf_counter()
+        async with anyio.create_task_group() as previews:
+            previews.start_soon(reply.run_previews)
+            try:
+                answer = await self._run_turn(message, reply)
+            except ModelUnavailable as error:
+                log.error("turn_failed", cause="model", error=str(error))
+                note = MODEL_DOWN
+            except StorageError as error:
+                log.error("turn_failed", cause="storage", error=str(error))
+                note = STORAGE_DOWN
+            except HostError as error:
+                log.error("turn_failed", cause=type(error).__name__, error=str(error))
+                note = FAILED
+            except Exception:
+                log.exception("turn_failed", cause="bug")
+                note = FAILED
+            finally:
+                previews.cancel_scope.cancel()
+        if note is not None:
+            answer = f"{reply.text.rstrip()}\n\n{note}" if reply.text.strip() else note
+        await reply.finish(answer)
+        log.info("reply_sent", seconds=round(time.perf_counter() - started, 3), failed=note is not None)
+
+    async def _run_turn(self, message: Incoming, reply: Reply) -> str:
+        engine = self.app.engine
+        turn = engine.turn(message.chat_id, message.text, user_id=message.user_id, topic_id=message.topic_id)
+        async with aclosing(turn) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    reply.add_text(event.text)
+                elif isinstance(event, ToolStarted):
+                    reply.tool_started(event.call_id, event.server, event.tool, event.arguments)
+                elif isinstance(event, ToolFinished):
+                    reply.tool_finished(event.call_id, event.ok)
+                elif isinstance(event, TurnFinished):
+                    return event.text
+        raise HostError("the turn ended without an answer")
+
+    # -- commands ---------------------------------------------------------------------------------------------
+    async def _command(self, message: Incoming, target: Target) -> None:
+        name = message.text
+        if name == "reset":
+            await self.app.engine.reset(message.chat_id, message.topic_id)
+            text = "Started a new conversation. I no longer see the earlier messages."
+            await send_html(self.bot, target, text)
+        elif name == "tools":
+            await self._send_long(target, await self._tools_text(message.chat_id))
+        elif name == "servers":
+            await self._send_long(target, await self._servers_text(message.chat_id))
+        elif name == "start":
+            await send_html(self.bot, target, self._start_text(message))
+        else:
+            await send_html(self.bot, target, self._help_text(message))
+
+    async def _send_long(self, target: Target, html_text: str) -> None:
+        for index, part in enumerate(split_message(html_text)):
+            await send_html(self.bot, target, part, reply=index == 0)
+
+    def _start_text(self, message: Incoming) -> str:
+        model = html.escape(self.app.settings.llm_model_name)
+        return f"Hi! I answer with <b>{model}</b> and can use tools from MCP servers.\n\n{self._help_text(message)}"
+
+    def _help_text(self, message: Incoming) -> str:
+        lines = [f"/{name} - {description}" for name, description in COMMANDS.items()]
+        text = "Write to me and I answer. Commands:\n" + "\n".join(lines)
+        if not message.private:
+            text += f"\n\nIn groups I answer when you mention @{html.escape(self.bot.username)} or reply to me."
+        return text
+
+    async def _tools_text(self, chat_id: int) -> str:
+        catalogue = await self.app.registry.catalogue(chat_id)
+        if not catalogue:
+            return "No tools are available right now. /servers shows why."
+        by_server: dict[str, list[str]] = {}
+        for entry in catalogue:
+            summary = (entry.spec.description.strip().splitlines() or [""])[0][:120]
+            line = f"• <code>{html.escape(entry.spec.name)}</code> {html.escape(summary)}".rstrip()
+            by_server.setdefault(entry.spec.server, []).append(line)
+        blocks = [f"<b>{html.escape(server)}</b>\n" + "\n".join(lines) for server, lines in by_server.items()]
+        return "\n\n".join(blocks)
+
+    async def _servers_text(self, chat_id: int) -> str:
+        settings = self.app.settings
+        model_ok = await self.app.model.healthy()
+        lines = [
+            f"{'✓' if model_ok else '✗'} model <b>{html.escape(settings.llm_model_name)}</b>: "
+            f"{'answering' if model_ok else 'not answering'}"
+        ]
+        for connection in await self.app.registry.connections(chat_id):
+            connected = connection.status is Status.CONNECTED
+            state = f"connected, {len(connection.tools)} tools" if connected else connection.unavailable_reason()
+            lines.append(f"{'✓' if connected else '✗'} <b>{html.escape(connection.name)}</b>: {html.escape(state)}")
+        return "\n".join(lines)

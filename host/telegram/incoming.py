@@ -1,0 +1,110 @@
+"""What an update asks of the bot: a command, text for the model, something it cannot read, or nothing.
+
+A pure function of the update and the bot's identity, so that the rules for groups (answer only when mentioned
+or replied to), forum topics and commands addressed to other bots live in one place. Imports only PTB types.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from telegram import Message, MessageEntity, Update
+
+COMMANDS = {
+    "start": "what this bot is and how to use it",
+    "help": "how to use this bot",
+    "reset": "start a new conversation",
+    "tools": "what the bot can use, by server",
+    "servers": "the status of the model and each tool server",
+}
+
+Kind = Literal["command", "text", "unreadable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message the bot should act on."""
+
+    update_id: int
+    kind: Kind
+    chat_id: int
+    topic_id: int  # the forum topic (message_thread_id), or 0: each topic has its own conversation
+    message_id: int
+    user_id: int | None
+    private: bool
+    text: str  # for "text": what goes to the model; for "command": the command's name
+
+    @property
+    def thread_id(self) -> int | None:
+        """Where replies go inside the chat (the topic), None for the chat itself."""
+        return self.topic_id or None
+
+
+@dataclass(frozen=True, slots=True)
+class BotIdentity:
+    id: int
+    username: str
+
+
+def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = False) -> Incoming | None:
+    """The message the bot should act on, or None when it is not for the bot (or not a message at all)."""
+    message = update.message
+    if message is None or message.from_user is None or message.from_user.is_bot:
+        return None
+    private = message.chat.type == "private"
+    topic_id = message.message_thread_id if message.is_topic_message and message.message_thread_id else 0
+
+    def make(kind: Kind, text: str) -> Incoming:
+        return Incoming(
+            update_id=update.update_id,
+            kind=kind,
+            chat_id=message.chat.id,
+            topic_id=topic_id,
+            message_id=message.message_id,
+            user_id=message.from_user.id if message.from_user else None,
+            private=private,
+            text=text,
+        )
+
+    text = message.text
+    if text is None:
+        return make("unreadable", "") if private or _replies_to_bot(message, bot) else None
+    command = _command(message, text, bot)
+    if command is not None:
+        name, addressed = command
+        if name in COMMANDS:
+            return make("command", name)
+        return make("command", "help") if private or addressed else None  # unknown: say what is known
+    if private or answer_all_in_groups:
+        return make("text", text)
+    addressed, stripped = _mentions_bot(message, text, bot)
+    if addressed or _replies_to_bot(message, bot):
+        return make("text", stripped.strip() or text)
+    return None
+
+
+def _command(message: Message, text: str, bot: BotIdentity) -> tuple[str, bool] | None:
+    """(name, addressed to this bot by @name) for a command at the start of the text; None if it is not one,
+    or if it is addressed to another bot."""
+    first = next(iter(message.entities), None)
+    if first is None or first.type != MessageEntity.BOT_COMMAND or first.offset != 0:
+        return None
+    word = message.parse_entity(first)[1:]
+    name, _, target = word.partition("@")
+    if target and target.lower() != bot.username.lower():
+        return None
+    return name.lower(), bool(target)
+
+
+def _mentions_bot(message: Message, text: str, bot: BotIdentity) -> tuple[bool, str]:
+    """Whether the text @mentions the bot, and the text without that mention."""
+    for entity, value in message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION]).items():
+        by_name = entity.type == MessageEntity.MENTION and value[1:].lower() == bot.username.lower()
+        by_id = entity.type == MessageEntity.TEXT_MENTION and entity.user is not None and entity.user.id == bot.id
+        if by_name or by_id:
+            return True, text.replace(value, "", 1) if by_name else text
+    return False, text
+
+
+def _replies_to_bot(message: Message, bot: BotIdentity) -> bool:
+    replied = message.reply_to_message
+    return replied is not None and replied.from_user is not None and replied.from_user.id == bot.id

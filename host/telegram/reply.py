@@ -1,0 +1,155 @@
+"""One answer on its way to a chat: a live preview while the engine works, then the final text.
+
+Private chats see the preview as a message draft (sendMessageDraft), other chats as one message edited at most
+once per EDIT_INTERVAL. Flood control pauses the preview, never the answer. While tools run, the preview shows
+a line per call under the text so far; the final answer replaces it, split into valid parts when long.
+"""
+
+from dataclasses import dataclass
+
+import anyio
+import structlog
+from telegram import Bot
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import RetryAfter, TelegramError
+
+from host.telegram.render import split_message, to_telegram_html
+from host.telegram.send import Target, edit_html, retry_after_seconds, send_html
+
+log = structlog.get_logger("host.telegram")
+
+EDIT_INTERVAL = 1.0  # editMessageText: about one edit a second per message stays clear of flood control
+DRAFT_INTERVAL = 0.5  # sendMessageDraft sustains a few updates a second
+DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
+TYPING_EVERY = 4.5  # "typing..." shows for 5 s
+PREVIEW_LIMIT = 4000  # leaves room for the tool lines under the text
+
+
+@dataclass(slots=True)
+class _Activity:
+    call_id: str
+    label: str
+    state: str = "running"  # running | ok | failed
+
+
+class Reply:
+    """Collects the turn's text and tool activity (the engine's events), shows it (`run_previews` in a task)
+    and delivers the final answer (`finish`)."""
+
+    def __init__(self, bot: Bot, target: Target, *, draft_id: int | None) -> None:
+        self.bot = bot
+        self.target = target
+        self.draft_id = draft_id  # set: preview as drafts (private chats); None: preview as an edited message
+        self.text = ""
+        self.activities: list[_Activity] = []
+        self.preview_id: int | None = None  # the message being edited, in edit mode
+        self._changed = anyio.Event()
+        self._shown = ""
+        self._not_before = 0.0
+        self._last_shown = 0.0
+        self._last_typing = -TYPING_EVERY
+
+    # -- what the engine reports ----------------------------------------------------------------------------
+    def add_text(self, text: str) -> None:
+        if self.activities and all(activity.state != "running" for activity in self.activities):
+            self.activities = []  # the tools are done and the model speaks again: their lines make way
+        self.text += text
+        self._changed.set()
+
+    def tool_started(self, call_id: str, server: str, tool: str, arguments: dict[str, object]) -> None:
+        self.activities.append(_Activity(call_id, f"{server}: {tool} {_short(arguments)}".rstrip()))
+        self._changed.set()
+
+    def tool_finished(self, call_id: str, ok: bool) -> None:
+        for activity in self.activities:
+            if activity.call_id == call_id:
+                activity.state = "ok" if ok else "failed"
+                self._changed.set()
+
+    # -- the preview ----------------------------------------------------------------------------------------
+    async def run_previews(self) -> None:
+        """Show the latest state at the allowed pace until cancelled; each request finishes even then, so that
+        a preview message is never sent without its id being known."""
+        interval = DRAFT_INTERVAL if self.draft_id is not None else EDIT_INTERVAL
+        while True:
+            with anyio.move_on_after(interval):
+                await self._changed.wait()
+            self._changed = anyio.Event()
+            wait = max(self._not_before, self._last_shown + interval) - anyio.current_time()
+            if wait > 0:
+                await anyio.sleep(wait)
+            with anyio.CancelScope(shield=True):
+                await self._show()
+
+    def _preview_html(self) -> str:
+        html = ""
+        if self.text.strip():
+            parts = split_message(to_telegram_html(self.text), PREVIEW_LIMIT)
+            html = parts[-1] if parts else ""
+        lines = [f"{_MARK[activity.state]} {_escape(activity.label)}" for activity in self.activities[-5:]]
+        if lines:
+            html = f"{html}\n\n<i>{chr(10).join(lines)}</i>" if html else f"<i>{chr(10).join(lines)}</i>"
+        return html
+
+    async def _show(self) -> None:
+        now = anyio.current_time()
+        if now < self._not_before:
+            return
+        html = self._preview_html()
+        try:
+            if not html:
+                if now - self._last_typing >= TYPING_EVERY:
+                    self._last_typing = now
+                    await self.bot.send_chat_action(
+                        self.target.chat_id, ChatAction.TYPING, message_thread_id=self.target.thread_id
+                    )
+                return
+            stale_draft = self.draft_id is not None and now - self._last_shown >= DRAFT_REFRESH
+            if html == self._shown and not stale_draft:
+                return
+            await self._send_preview(html)
+            self._shown = html
+            self._last_shown = anyio.current_time()
+        except RetryAfter as error:
+            self._not_before = anyio.current_time() + retry_after_seconds(error)
+            log.info("telegram_preview_paused", chat_id=self.target.chat_id, seconds=retry_after_seconds(error))
+        except TelegramError as error:  # a preview is optional: the final answer is what must arrive
+            log.info("telegram_preview_failed", chat_id=self.target.chat_id, error=str(error))
+            self._not_before = anyio.current_time() + EDIT_INTERVAL
+
+    async def _send_preview(self, html: str) -> None:
+        if self.draft_id is not None:
+            await self.bot.send_message_draft(
+                self.target.chat_id,
+                self.draft_id,
+                html,
+                message_thread_id=self.target.thread_id,
+                parse_mode=ParseMode.HTML,
+            )
+        elif self.preview_id is None:
+            self.preview_id = (await send_html(self.bot, self.target, html)).message_id
+        elif not await edit_html(self.bot, self.target, self.preview_id, html):
+            self.preview_id = None
+
+    # -- the answer -----------------------------------------------------------------------------------------
+    async def finish(self, markdown: str) -> None:
+        """Deliver the final text: the preview message becomes its first part, the rest follow as new messages.
+        Raises TelegramError only when a part could not be delivered after the retries."""
+        parts = split_message(to_telegram_html(markdown)) or ["…"]
+        first, rest = parts[0], parts[1:]
+        if self.preview_id is None or not await edit_html(self.bot, self.target, self.preview_id, first):
+            await send_html(self.bot, self.target, first)
+        for part in rest:
+            await send_html(self.bot, self.target, part, reply=False)
+
+
+_MARK = {"running": "⏳", "ok": "✓", "failed": "✗"}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _short(arguments: dict[str, object], limit: int = 60) -> str:
+    text = ", ".join(f"{key}={value}" for key, value in arguments.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
