@@ -52,7 +52,10 @@ class Reply:
     # -- what the engine reports ----------------------------------------------------------------------------
     def add_text(self, text: str) -> None:
         if self.activities and all(activity.state != "running" for activity in self.activities):
-            self.activities = []  # the tools are done and the model speaks again: their lines make way
+            # The tools are done and the model speaks again: what it said before them makes way, as the final
+            # message will hold only the answer.
+            self.activities = []
+            self.text = ""
         self.text += text
         self._changed.set()
 
@@ -137,6 +140,10 @@ class Reply:
         Raises TelegramError only when a part could not be delivered after the retries."""
         parts = split_message(to_telegram_html(markdown)) or ["…"]
         first, rest = parts[0], parts[1:]
+        if self.preview_id is not None:  # the last preview edit was a moment ago: keep to the pace
+            wait = max(self._not_before, self._last_shown + EDIT_INTERVAL) - anyio.current_time()
+            if wait > 0:
+                await anyio.sleep(wait)
         if self.preview_id is None or not await edit_html(self.bot, self.target, self.preview_id, first):
             await send_html(self.bot, self.target, first)
         for part in rest:

@@ -423,7 +423,7 @@ class FakeBotAPI:
                 self._async_waiters.remove(waiter)
 
     def _timeout_message(self, timeout: float) -> str:
-        recent = [(call.method, call.status, call.params.get("text")) for call in self.calls[-8:]]
+        recent = [(call.method, call.status, str(call.params.get("text"))[:80]) for call in self.calls[-8:]]
         return f"condition not met within {timeout} s; last calls: {recent}"
 
     def _notify(self) -> None:
