@@ -31,6 +31,8 @@ class MemoryRateLimiter:
     async def admit(self, user_id: int) -> float:
         now = self._clock()
         self._forget(self._all, now)
+        if not self._all:  # nobody wrote within the window: forget everyone's old times at once
+            self._users.clear()
         mine = self._users.setdefault(user_id, deque())
         self._forget(mine, now)
         wait = 0.0
@@ -49,6 +51,3 @@ class MemoryRateLimiter:
     def _forget(self, stamps: deque[float], now: float) -> None:
         while stamps and stamps[0] <= now - self.window:
             stamps.popleft()
-        if len(self._users) > 10_000:  # users who went quiet are dropped now and then
-            for user_id in [user for user, times in self._users.items() if not times or times[-1] <= now - self.window]:
-                del self._users[user_id]

@@ -68,9 +68,12 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
     text = message.text
     if text is None:
         return make("unreadable", "") if private or _replies_to_bot(message, bot) else None
-    command = _command(message, text, bot)
+    command = _command(message)
     if command is not None:
-        name, addressed = command
+        name, target = command
+        if target and target != bot.username.lower():
+            return None  # another bot's command
+        addressed = bool(target)
         if name in COMMANDS:
             return make("command", name)
         return make("command", "help") if private or addressed else None  # unknown: say what is known
@@ -82,17 +85,13 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
     return None
 
 
-def _command(message: Message, text: str, bot: BotIdentity) -> tuple[str, bool] | None:
-    """(name, addressed to this bot by @name) for a command at the start of the text; None if it is not one,
-    or if it is addressed to another bot."""
+def _command(message: Message) -> tuple[str, str] | None:
+    """(name, the @bot it is addressed to or "") for a command at the start of the text, both lower case."""
     first = next(iter(message.entities), None)
     if first is None or first.type != MessageEntity.BOT_COMMAND or first.offset != 0:
         return None
-    word = message.parse_entity(first)[1:]
-    name, _, target = word.partition("@")
-    if target and target.lower() != bot.username.lower():
-        return None
-    return name.lower(), bool(target)
+    name, _, target = message.parse_entity(first)[1:].lower().partition("@")
+    return name, target
 
 
 def _mentions_bot(message: Message, text: str, bot: BotIdentity) -> tuple[bool, str]:

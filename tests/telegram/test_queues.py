@@ -1,0 +1,66 @@
+"""ChatQueues: chats run side by side, a chat's messages one at a time in arrival order, and a failing message
+does not stop its chat."""
+
+import anyio
+import pytest
+
+from host.telegram.queues import ChatQueues
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_one_chat_in_order_and_chats_side_by_side() -> None:
+    events: list[str] = []
+    release = {key: anyio.Event() for key in ("a1", "b1")}
+
+    async def handle(item: str) -> None:
+        events.append(f"start {item}")
+        if item in release:
+            await release[item].wait()
+        events.append(f"end {item}")
+
+    async with ChatQueues[str](handle) as queues:
+        queues.submit("a", "a1")
+        queues.submit("a", "a2")
+        queues.submit("b", "b1")
+        queues.submit("c", "c1")
+        with anyio.fail_after(5):
+            while "end c1" not in events or "start b1" not in events:
+                await anyio.lowlevel.checkpoint()
+        assert "start a2" not in events  # waits for a1, while b and c go ahead
+        release["a1"].set()
+        release["b1"].set()
+        assert await queues.finish(5)
+    assert events.index("end a1") < events.index("start a2")
+    assert queues.busy == 0
+
+
+async def test_a_failing_message_does_not_stop_its_chat() -> None:
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        if item == 1:
+            raise RuntimeError("boom")
+        handled.append(item)
+
+    async with ChatQueues[int](handle) as queues:
+        for item in (1, 2, 3):
+            queues.submit("chat", item)
+        assert await queues.finish(5)
+    assert handled == [2, 3]
+
+
+async def test_finish_gives_up_after_the_grace_and_leaving_cancels() -> None:
+    cancelled = anyio.Event()
+
+    async def handle(_item: int) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    async with ChatQueues[int](handle) as queues:
+        queues.submit("chat", 1)
+        assert not await queues.finish(0.05)
+        assert queues.busy == 1
+    assert cancelled.is_set()
