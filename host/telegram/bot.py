@@ -21,6 +21,7 @@ from telegram.request import HTTPXRequest
 
 from host import log as logs
 from host.app import App, open_app
+from host.engine.tokens import count_tokens
 from host.errors import ConfigError, HostError
 from host.ratelimit import MemoryRateLimiter
 from host.settings import Settings
@@ -51,6 +52,7 @@ async def run_bot(settings: Settings) -> int:
     try:
         async with open_app(settings) as app:
             await _register_commands(bot)
+            count_tokens("")  # loads the tokenizer now rather than during the first user's turn
             limiter = MemoryRateLimiter(
                 settings.rate_limit_user_requests, settings.rate_limit_global_requests, settings.rate_limit_user_window
             )

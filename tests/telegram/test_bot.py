@@ -55,12 +55,13 @@ def test_a_question_gets_its_answer_and_the_commands_are_the_menu(
     api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
 ) -> None:
     model.script(Reply(text="Paris is the **capital** of France."))
-    with bot_process(api, model, tmp_path) as bot:
+    with bot_process(api, model, tmp_path, env={"LOG_LEVEL": "DEBUG"}) as bot:
         api.push_message(42, "What is the capital of France?")
         bot.wait_until(lambda: api.texts(42) == ["Paris is the capital of France."])
     assert api.raw_texts(42) == ["Paris is the <b>capital</b> of France."]
     assert [command["command"] for command in api.commands] == ["start", "help", "reset", "tools", "servers"]
     assert last_user_text(model.bodies[0]) == "What is the capital of France?"
+    assert "turn_finished" in bot.log and api.token not in bot.log
 
 
 def test_a_tool_answer_carries_the_result_and_the_preview_shows_the_tool(

@@ -59,7 +59,7 @@ def test_group_messages_need_a_mention_or_a_reply() -> None:
         "date": 0,
         "chat": {"id": -100, "type": "group"},
         "from": {"id": 777, "is_bot": True, "first_name": "B"},
-    }  # noqa: E501
+    }
     found = incoming(update("and then?", chat_type="group", reply_to_message=reply), BOT)
     assert found is not None and found.text == "and then?"
 
