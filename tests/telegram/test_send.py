@@ -47,7 +47,7 @@ async def test_a_gateway_error_is_retried_and_other_refusals_are_not(api: FakeBo
     await send_html(bot, Target(42), "arrives after one retry")
     assert api.texts(42) == ["arrives after one retry"]
     api.fail("sendMessage", 400, "Bad Request: chat not found")
-    with pytest.raises(BadRequest, match="(?i)chat not found"):
+    with pytest.raises(BadRequest, match=r"(?i)chat not found"):
         await send_html(bot, Target(43), "never")
 
 
