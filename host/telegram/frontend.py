@@ -31,6 +31,8 @@ MODEL_DOWN = "⚠️ The model is not answering right now. Your message is saved
 STORAGE_DOWN = "⚠️ I cannot reach my database right now, so I could not answer. Please try again in a minute."
 FAILED = "⚠️ Something went wrong on my side and it has been logged. Please try again."
 RATE_LIMITED = "⏳ You are sending messages faster than I may answer. Try again in {seconds} s."
+STOPPED = "⚠️ I was restarted before I could answer. Your message is saved; please send it again."
+STOP_NOTE_SECONDS = 3.0
 UNREADABLE = "I can only read text messages for now."
 NO_TEXT = "Send me a question after the mention, for example: @{username} what can you do?"
 
@@ -103,6 +105,11 @@ class FrontEnd:
             except Exception:
                 log.exception("turn_failed", cause="bug")
                 note = FAILED
+            except anyio.get_cancelled_exc_class():  # the bot is stopping and the grace time is over
+                with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_NOTE_SECONDS):
+                    log.warning("turn_failed", cause="shutdown")
+                    await self._tell(target, STOPPED)
+                raise
             finally:
                 previews.cancel_scope.cancel()
         if note is not None:

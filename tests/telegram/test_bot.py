@@ -323,6 +323,20 @@ def test_sigterm_lets_a_running_turn_finish_and_leaves_no_process(
     assert "bot_stopped" in bot.log
 
 
+def test_a_turn_past_the_grace_time_is_cut_short_with_a_note(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    model.script(Reply(text="too late", delay=60))
+    with bot_process(api, model, tmp_path, env={"SHUTDOWN_GRACE_SECONDS": "0.5"}) as bot:
+        api.push_message(42, "a long question")
+        bot.wait_until(lambda: len(model.requests) == 1)
+        started = time.monotonic()
+        assert bot.stop() == 0
+        assert time.monotonic() - started < 10
+    assert api.texts(42) == ["⚠️ I was restarted before I could answer. Your message is saved; please send it again."]
+    assert "shutdown_grace_over" in bot.log
+
+
 def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     return [int(line) for line in found.stdout.split()]
