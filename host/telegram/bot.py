@@ -23,7 +23,7 @@ from host import log as logs
 from host.app import App, open_app
 from host.engine.tokens import count_tokens
 from host.errors import ConfigError, HostError
-from host.ratelimit import MemoryRateLimiter
+from host.ratelimit import open_rate_limiter
 from host.settings import Settings
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
@@ -53,11 +53,14 @@ async def run_bot(settings: Settings) -> int:
         async with open_app(settings) as app:
             await _register_commands(bot)
             count_tokens("")  # loads the tokenizer now rather than during the first user's turn
-            limiter = MemoryRateLimiter(
-                settings.rate_limit_user_requests, settings.rate_limit_global_requests, settings.rate_limit_user_window
-            )
-            front = FrontEnd(app, bot, limiter, admins=frozenset(settings.admin_user_ids))
-            await _serve(app, bot, identity, front)
+            async with open_rate_limiter(
+                settings.redis_url,
+                user_limit=settings.rate_limit_user_requests,
+                global_limit=settings.rate_limit_global_requests,
+                window=settings.rate_limit_user_window,
+            ) as limiter:
+                front = FrontEnd(app, bot, limiter, admins=frozenset(settings.admin_user_ids))
+                await _serve(app, bot, identity, front)
     finally:
         await bot.shutdown()
     return 0
