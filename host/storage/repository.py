@@ -6,10 +6,11 @@ errors and storage; token counts arrive with the messages.
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from typing import Any, Self
 
 from alembic.util import CommandError
-from sqlalchemy import Select, insert, select, text, update
+from sqlalchemy import Select, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -174,6 +175,13 @@ class ConversationStore:
                     statement.on_conflict_do_nothing(index_elements=["update_id"]).returning(ProcessedUpdate.update_id)
                 )
                 return claimed.first() is not None
+
+    async def forget_updates(self, before: datetime) -> int:
+        """Forget the update ids claimed before `before` (they can be claimed again); how many were forgotten."""
+        with _translated("forget old updates"):
+            async with self._engine.begin() as connection:
+                result = await connection.execute(delete(ProcessedUpdate).where(ProcessedUpdate.created_at < before))
+                return int(result.rowcount or 0)
 
     async def healthy(self) -> bool:
         """Whether the database answers a trivial query."""

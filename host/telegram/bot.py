@@ -6,8 +6,10 @@ running turns SHUTDOWN_GRACE_SECONDS to finish, and close everything (MCP server
 import asyncio
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +27,7 @@ from host.engine.tokens import count_tokens
 from host.errors import ConfigError, HostError
 from host.ratelimit import open_rate_limiter
 from host.settings import Settings
+from host.storage.repository import StorageError
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
 from host.telegram.queues import ChatQueues
@@ -35,6 +38,10 @@ log = structlog.get_logger("host.telegram")
 ALLOWED_UPDATES = ["message"]
 POLL_TIMEOUT = 30  # seconds a long poll waits for updates
 CONNECTIONS = 256  # to the Bot API, shared by all chats' replies
+CLOSE_SECONDS = 10.0  # for each step of closing that talks to Telegram
+READY_SECONDS = 5.0
+KEEP_UPDATES = timedelta(days=2)
+FORGET_EVERY = 6 * 3600.0
 
 
 async def run_bot(settings: Settings) -> int:
@@ -47,23 +54,67 @@ async def run_bot(settings: Settings) -> int:
         raise ConfigError(
             "TELEGRAM_WEBHOOK_SECRET must be set with TELEGRAM_WEBHOOK_URL, so that the webhook refuses strangers"
         )
+    failed: list[HostError] = []  # raised after the task group, so that it is not wrapped in an ExceptionGroup
+    async with anyio.create_task_group() as tasks:
+        stop = _Stop(tasks.cancel_scope)
+        tasks.start_soon(_watch_signals, stop)
+        try:
+            await _run(settings, token, stop)
+        except HostError as error:
+            failed.append(error)
+        tasks.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    return 0
+
+
+@dataclass(slots=True)
+class _Stop:
+    """How a signal stops the bot: during start-up at once; while serving, the first one gracefully
+    (`requested`) and a second one at once; while closing, not at all (closing is bounded anyway)."""
+
+    scope: anyio.CancelScope
+    requested: anyio.Event = field(default_factory=anyio.Event)
+    serving: bool = False
+    closing: bool = False
+
+
+async def _watch_signals(stop: _Stop) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if stop.closing:
+                log.info("signal_ignored", signal=name, reason="already closing")
+            elif stop.serving and not stop.requested.is_set():
+                log.info("signal_received", signal=name)
+                stop.requested.set()
+            else:
+                log.warning("stopping_now", signal=name)
+                stop.scope.cancel()
+                return
+
+
+async def _run(settings: Settings, token: str, stop: _Stop) -> None:
     bot = _bot(settings, token)
-    identity = await _sign_in(bot, settings)
     try:
-        async with open_app(settings) as app:
-            await _register_commands(bot)
-            count_tokens("")  # loads the tokenizer now rather than during the first user's turn
-            async with open_rate_limiter(
+        identity = await _sign_in(bot, settings)
+        async with (
+            open_app(settings) as app,
+            open_rate_limiter(
                 settings.redis_url,
                 user_limit=settings.rate_limit_user_requests,
                 global_limit=settings.rate_limit_global_requests,
                 window=settings.rate_limit_user_window,
-            ) as limiter:
-                front = FrontEnd(app, bot, limiter, admins=frozenset(settings.admin_user_ids))
-                await _serve(app, bot, identity, front)
+            ) as limiter,
+        ):
+            await _register_commands(bot)
+            count_tokens("")  # loads the tokenizer now rather than during the first user's turn
+            front = FrontEnd(app, bot, limiter, admins=frozenset(settings.admin_user_ids))
+            await _serve(app, bot, identity, front, stop)
+            stop.closing = True
     finally:
-        await bot.shutdown()
-    return 0
+        with anyio.move_on_after(CLOSE_SECONDS, shield=True):
+            await bot.shutdown()
 
 
 def _bot(settings: Settings, token: str) -> Bot:
@@ -74,7 +125,7 @@ def _bot(settings: Settings, token: str) -> Bot:
         base_url=base_url,
         base_file_url=file_url,
         request=HTTPXRequest(connection_pool_size=CONNECTIONS, pool_timeout=30.0),
-        get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=POLL_TIMEOUT + 10),
+        get_updates_request=HTTPXRequest(connection_pool_size=2),  # PTB adds the poll's timeout to its read timeout
     )
 
 
@@ -87,6 +138,8 @@ async def _sign_in(bot: Bot, settings: Settings) -> BotIdentity:
         raise ConfigError(f"TELEGRAM_BOT_TOKEN was rejected by {where}: check the token from @BotFather") from None
     except NetworkError as error:
         raise HostError(f"cannot reach the Bot API at {where}: {error}") from None
+    except TelegramError as error:
+        raise HostError(f"the Bot API at {where} refused getMe: {error}") from None
     log.info("signed_in", bot=bot.username, api=where)
     return BotIdentity(bot.id, bot.username)
 
@@ -99,41 +152,44 @@ async def _register_commands(bot: Bot) -> None:
         log.warning("commands_not_registered", error=str(error))
 
 
-async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd) -> None:
+async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, stop: _Stop) -> None:
     settings = app.settings
     answer_all = settings.telegram_group_trigger == "all"
 
-    async with ChatQueues[Incoming](front.handle) as queues:
+    async with ChatQueues[Incoming](front.handle, front.abandon) as queues, anyio.create_task_group() as chores:
 
         def accept(update: Update) -> None:
-            message = incoming(update, identity, answer_all_in_groups=answer_all)
+            try:
+                message = incoming(update, identity, answer_all_in_groups=answer_all)
+            except Exception:  # one unreadable update must not stop the bot
+                log.exception("update_not_read", update_id=update.update_id)
+                return
             if message is not None:
                 queues.submit((message.chat_id, message.topic_id), message)
 
-        async with anyio.create_task_group() as tasks:
-            stopping = anyio.Event()
-            tasks.start_soon(_wait_for_signal, stopping, tasks.cancel_scope)
-            source = _webhook(app, bot, accept) if settings.telegram_webhook_url else _polling(bot, accept)
-            async with source:
-                log.info("bot_running", mode="webhook" if settings.telegram_webhook_url else "polling")
-                await stopping.wait()
-            log.info("bot_stopping", turns_running=queues.busy, grace_seconds=settings.shutdown_grace_seconds)
-            if not await queues.finish(settings.shutdown_grace_seconds):
-                log.warning("shutdown_grace_over", cancelling=queues.busy)
-            tasks.cancel_scope.cancel()
+        chores.start_soon(_forget_old_updates, app)
+        source = _webhook(app, bot, accept) if settings.telegram_webhook_url else _polling(bot, accept)
+        async with source:
+            stop.serving = True
+            log.info("bot_running", mode="webhook" if settings.telegram_webhook_url else "polling")
+            await stop.requested.wait()
+        log.info("bot_stopping", turns_running=queues.busy, grace_seconds=settings.shutdown_grace_seconds)
+        if not await queues.finish(settings.shutdown_grace_seconds):
+            log.warning("shutdown_grace_over", cancelling=queues.busy)
+        chores.cancel_scope.cancel()
     log.info("bot_stopped")
 
 
-async def _wait_for_signal(stopping: anyio.Event, scope: anyio.CancelScope) -> None:
-    """The first SIGINT/SIGTERM starts a graceful stop; a second one cancels at once."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if stopping.is_set():
-                log.warning("stopping_now", signal=signal.Signals(signum).name)
-                scope.cancel()
-                return
-            log.info("signal_received", signal=signal.Signals(signum).name)
-            stopping.set()
+async def _forget_old_updates(app: App) -> None:
+    """Claimed update ids are kept for KEEP_UPDATES: long enough for any redelivery (Telegram keeps updates for
+    24 hours), short enough that Telegram's random restart of ids after a quiet week never meets an old one."""
+    while True:
+        try:
+            forgotten = await app.store.forget_updates(datetime.now(UTC) - KEEP_UPDATES)
+            log.info("old_updates_forgotten", count=forgotten)
+        except StorageError as error:
+            log.warning("old_updates_not_forgotten", error=str(error))
+        await anyio.sleep(FORGET_EVERY)
 
 
 @asynccontextmanager
@@ -148,7 +204,7 @@ async def _polling(bot: Bot, accept: Callable[[Update], None]) -> AsyncIterator[
         try:
             yield
         finally:
-            with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(CLOSE_SECONDS, shield=True):
                 await updater.stop()  # confirms the fetched updates to Telegram
                 while not queue.empty():
                     _accept_one(queue.get_nowait(), accept)
@@ -190,9 +246,15 @@ async def _webhook(app: App, bot: Bot, accept: Callable[[Update], None]) -> Asyn
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(server.serve, [listener])
         try:
-            await bot.set_webhook(
-                settings.telegram_webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, max_connections=100
-            )
+            try:
+                await bot.set_webhook(
+                    settings.telegram_webhook_url,
+                    secret_token=secret,
+                    allowed_updates=ALLOWED_UPDATES,
+                    max_connections=100,
+                )
+            except TelegramError as error:
+                raise HostError(f"setWebhook for TELEGRAM_WEBHOOK_URL failed: {error}") from None
             log.info("webhook_registered", path=path, port=settings.webhook_port)
             yield
         finally:
@@ -206,8 +268,17 @@ class _Server(uvicorn.Server):
 
 
 async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:
-    database = await app.store.healthy()
-    model = await app.model.healthy()
+    """The database and the model checked at the same time, each for at most READY_SECONDS."""
+    results = {"database": False, "model": False}
+
+    async def check(name: str, probe: Callable[[], Awaitable[bool]]) -> None:
+        with anyio.move_on_after(READY_SECONDS):
+            results[name] = await probe()
+
+    async with anyio.create_task_group() as checks:
+        checks.start_soon(check, "database", app.store.healthy)
+        checks.start_soon(check, "model", app.model.healthy)
+    database, model = results["database"], results["model"]
     report = {
         "database": "ok" if database else "unavailable",
         "model": "ok" if model else "unavailable",

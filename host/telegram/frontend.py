@@ -30,9 +30,10 @@ log = structlog.get_logger("host.telegram")
 MODEL_DOWN = "⚠️ The model is not answering right now. Your message is saved; send it again in a minute."
 STORAGE_DOWN = "⚠️ I cannot reach my database right now, so I could not answer. Please try again in a minute."
 FAILED = "⚠️ Something went wrong on my side and it has been logged. Please try again."
-RATE_LIMITED = "⏳ You are sending messages faster than I may answer. Try again in {seconds} s."
+RATE_LIMITED = "⏳ Too many messages right now. Try again in {seconds} s."
 STOPPED = "⚠️ I was restarted before I could answer. Your message is saved; please send it again."
 STOP_NOTE_SECONDS = 3.0
+NOT_STARTED = "⚠️ I was restarted before I got to this message. Please send it again."
 UNREADABLE = "I can only read text messages for now."
 NO_TEXT = "Send me a question after the mention, for example: @{username} what can you do?"
 
@@ -50,7 +51,7 @@ class FrontEnd:
         with structlog.contextvars.bound_contextvars(
             chat_id=message.chat_id, user_id=message.user_id, update_id=message.update_id
         ):
-            target = Target(message.chat_id, message.thread_id, None if message.private else message.message_id)
+            target = _target(message)
             try:
                 if not await self.app.store.claim_update(message.update_id):
                     log.info("update_repeated", action="ignored")
@@ -68,6 +69,18 @@ class FrontEnd:
             except StorageError as error:
                 log.error("turn_failed", cause="storage", error=str(error))
                 await self._tell(target, STORAGE_DOWN)
+            except Exception:
+                log.exception("turn_failed", cause="bug")
+                await self._tell(target, FAILED)
+
+    async def abandon(self, message: Incoming) -> None:
+        """The bot stops before this message's turn began: say so (it was not stored)."""
+        with structlog.contextvars.bound_contextvars(
+            chat_id=message.chat_id, user_id=message.user_id, update_id=message.update_id
+        ):
+            log.warning("message_not_answered", reason="shutting down")
+            if message.kind == "text":
+                await self._tell(_target(message), NOT_STARTED)
 
     async def _tell(self, target: Target, text: str) -> None:
         try:
@@ -187,3 +200,8 @@ class FrontEnd:
             state = f"connected, {len(connection.tools)} tools" if connected else connection.unavailable_reason()
             lines.append(f"{'✓' if connected else '✗'} <b>{html.escape(connection.name)}</b>: {html.escape(state)}")
         return "\n".join(lines)
+
+
+def _target(message: Incoming) -> Target:
+    """Replies go to the chat and topic; in groups they answer the message that asked."""
+    return Target(message.chat_id, message.thread_id, None if message.private else message.message_id)

@@ -80,8 +80,10 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
     if private or answer_all_in_groups:
         return make("text", text)
     addressed, stripped = _mentions_bot(message, text, bot)
-    if addressed or _replies_to_bot(message, bot):
-        return make("text", stripped.strip() or text)
+    if addressed:
+        return make("text", stripped.strip())  # "" for a bare mention: the front end asks for a question
+    if _replies_to_bot(message, bot):
+        return make("text", text)
     return None
 
 

@@ -2,7 +2,8 @@
 its own. Different chats are handled at the same time; the messages of one chat one after another, in the order
 they arrived, so that a message sent during a turn waits for it instead of being dropped or interleaved.
 
-`submit` is synchronous: the order is fixed the moment an update is read. Imports nothing from the host.
+`submit` is synchronous: the order is fixed the moment an update is read. When the queues are cancelled
+(the bot stops), `abandon` is called for each item that was still waiting. Imports nothing from the host.
 """
 
 from collections import deque
@@ -18,13 +19,18 @@ log = structlog.get_logger("host.telegram")
 
 T = TypeVar("T")
 
+ABANDON_SECONDS = 3.0  # for all the `abandon` calls of one queue when it is cancelled
+
 
 class ChatQueues(Generic[T]):
     """`async with ChatQueues(handle) as queues: queues.submit(key, item)`; leaving cancels what still runs
     (call `finish(grace)` first to let it end on its own)."""
 
-    def __init__(self, handle: Callable[[T], Awaitable[None]]) -> None:
+    def __init__(
+        self, handle: Callable[[T], Awaitable[None]], abandon: Callable[[T], Awaitable[None]] | None = None
+    ) -> None:
         self._handle = handle
+        self._abandon = abandon
         self._queues: dict[Hashable, deque[T]] = {}
         self._idle = anyio.Event()
         self._idle.set()
@@ -73,9 +79,14 @@ class ChatQueues(Generic[T]):
                 except Exception:  # one failing message must not stop its chat, or the bot
                     log.exception("message_handler_failed")
                 queue.popleft()
+        except anyio.get_cancelled_exc_class():
+            queue.popleft()  # the one being handled was told by its handler
+            if queue and self._abandon is not None:
+                with anyio.move_on_after(ABANDON_SECONDS, shield=True):
+                    for item in queue:
+                        await self._abandon(item)
+            raise
         finally:
-            if queue:
-                log.warning("messages_not_handled", count=len(queue), reason="shutting down")
             del self._queues[key]
             if not self._queues:
                 self._idle.set()

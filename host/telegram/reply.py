@@ -5,6 +5,7 @@ once per EDIT_INTERVAL. Flood control pauses the preview, never the answer. Whil
 a line per call under the text so far; the final answer replaces it, split into valid parts when long.
 """
 
+import html as html_lib
 from dataclasses import dataclass
 
 import anyio
@@ -22,7 +23,8 @@ EDIT_INTERVAL = 1.0  # editMessageText: about one edit a second per message stay
 DRAFT_INTERVAL = 0.5  # sendMessageDraft sustains a few updates a second
 DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
 TYPING_EVERY = 4.5  # "typing..." shows for 5 s
-PREVIEW_LIMIT = 4000  # leaves room for the tool lines under the text
+PREVIEW_LIMIT = 3500  # leaves room for the tool lines under the text
+FIRST_PREVIEW_SECONDS = 5.0  # the preview message's sendMessage may finish this long after the turn
 
 
 @dataclass(slots=True)
@@ -81,15 +83,14 @@ class Reply:
             wait = max(self._not_before, self._last_shown + interval) - anyio.current_time()
             if wait > 0:
                 await anyio.sleep(wait)
-            with anyio.CancelScope(shield=True):
-                await self._show()
+            await self._show()
 
     def _preview_html(self) -> str:
         html = ""
         if self.text.strip():
             parts = split_message(to_telegram_html(self.text), PREVIEW_LIMIT)
             html = parts[-1] if parts else ""
-        lines = [f"{_MARK[activity.state]} {_escape(activity.label)}" for activity in self.activities[-5:]]
+        lines = [f"{_MARK[a.state]} {html_lib.escape(a.label, quote=False)}" for a in self.activities[-5:]]
         if lines:
             html = f"{html}\n\n<i>{chr(10).join(lines)}</i>" if html else f"<i>{chr(10).join(lines)}</i>"
         return html
@@ -119,8 +120,12 @@ class Reply:
         except TelegramError as error:  # a preview is optional: the final answer is what must arrive
             log.info("telegram_preview_failed", chat_id=self.target.chat_id, error=str(error))
             self._not_before = anyio.current_time() + EDIT_INTERVAL
+        except Exception:  # not even a bug here may cost the answer
+            log.exception("telegram_preview_failed", chat_id=self.target.chat_id)
+            self._not_before = anyio.current_time() + EDIT_INTERVAL
 
     async def _send_preview(self, html: str) -> None:
+        """One attempt, no waiting: a 429 here only pauses the previews (see _show)."""
         if self.draft_id is not None:
             await self.bot.send_message_draft(
                 self.target.chat_id,
@@ -130,8 +135,10 @@ class Reply:
                 parse_mode=ParseMode.HTML,
             )
         elif self.preview_id is None:
-            self.preview_id = (await send_html(self.bot, self.target, html)).message_id
-        elif not await edit_html(self.bot, self.target, self.preview_id, html):
+            # Shielded, so that a message Telegram made is never left without its id (and then duplicated).
+            with anyio.move_on_after(FIRST_PREVIEW_SECONDS, shield=True):
+                self.preview_id = (await send_html(self.bot, self.target, html, patient=False)).message_id
+        elif not await edit_html(self.bot, self.target, self.preview_id, html, patient=False):
             self.preview_id = None
 
     # -- the answer -----------------------------------------------------------------------------------------
@@ -151,10 +158,6 @@ class Reply:
 
 
 _MARK = {"running": "⏳", "ok": "✓", "failed": "✗"}
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _short(arguments: dict[str, object], limit: int = 60) -> str:

@@ -71,8 +71,13 @@ async def with_retries(action: Callable[[], Awaitable[T]], *, what: str) -> T:
     raise AssertionError("unreachable")
 
 
-async def send_html(bot: Bot, target: Target, html: str, *, reply: bool = True) -> Message:
-    """sendMessage with Telegram HTML; the same text as plain text when Telegram cannot parse the HTML."""
+async def _attempt(action: Callable[[], Awaitable[T]], what: str, patient: bool) -> T:
+    return await with_retries(action, what=what) if patient else await action()
+
+
+async def send_html(bot: Bot, target: Target, html: str, *, reply: bool = True, patient: bool = True) -> Message:
+    """sendMessage with Telegram HTML; the same text as plain text when Telegram cannot parse the HTML.
+    `patient=False` makes one attempt (previews: a 429 there must not hold anything up)."""
     reply_parameters = (
         ReplyParameters(target.reply_to, allow_sending_without_reply=True) if reply and target.reply_to else None
     )
@@ -87,15 +92,15 @@ async def send_html(bot: Bot, target: Target, html: str, *, reply: bool = True) 
         )
 
     try:
-        return await with_retries(lambda: send(html, ParseMode.HTML), what="sendMessage")
+        return await _attempt(lambda: send(html, ParseMode.HTML), "sendMessage", patient)
     except BadRequest as error:
         if not is_parse_error(error):
             raise
         log.warning("telegram_html_refused", chat_id=target.chat_id, error=error.message)
-        return await with_retries(lambda: send(plain_text(html), None), what="sendMessage")
+        return await _attempt(lambda: send(plain_text(html), None), "sendMessage", patient)
 
 
-async def edit_html(bot: Bot, target: Target, message_id: int, html: str) -> bool:
+async def edit_html(bot: Bot, target: Target, message_id: int, html: str, *, patient: bool = True) -> bool:
     """editMessageText with Telegram HTML (plain text when refused); False when the message cannot be edited
     any more (deleted, too old), so that the caller sends a new one."""
 
@@ -104,12 +109,12 @@ async def edit_html(bot: Bot, target: Target, message_id: int, html: str) -> boo
 
     try:
         try:
-            await with_retries(lambda: edit(html, ParseMode.HTML), what="editMessageText")
+            await _attempt(lambda: edit(html, ParseMode.HTML), "editMessageText", patient)
         except BadRequest as error:
             if not is_parse_error(error):
                 raise
             log.warning("telegram_html_refused", chat_id=target.chat_id, error=error.message)
-            await with_retries(lambda: edit(plain_text(html), None), what="editMessageText")
+            await _attempt(lambda: edit(plain_text(html), None), "editMessageText", patient)
     except BadRequest as error:
         if "not modified" in error.message.lower():
             return True

@@ -7,6 +7,7 @@ import anyio
 import pytest
 
 from host.storage import ConversationStore, StorageError, StoredMessage
+from host.storage.models import utcnow
 
 pytestmark = pytest.mark.anyio
 
@@ -246,3 +247,15 @@ async def test_an_unreachable_database_is_a_storage_error() -> None:
     with anyio.fail_after(20), pytest.raises(StorageError, match="could not migrate the database"):
         async with ConversationStore.open("postgresql+asyncpg://root@127.0.0.1:1/nothing"):
             pass
+
+
+async def test_old_claims_are_forgotten_and_new_ones_kept(store_url: str, new_id: NewId) -> None:
+    old, recent = new_id(), new_id()
+    with anyio.fail_after(20):
+        async with ConversationStore.open(store_url) as store:
+            await store.claim_update(old)
+            cutoff = utcnow()
+            await store.claim_update(recent)
+            assert await store.forget_updates(cutoff) >= 1
+            assert await store.claim_update(old) is True  # forgotten: it may be claimed again
+            assert await store.claim_update(recent) is False

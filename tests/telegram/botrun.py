@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,6 +16,7 @@ from tests.peers.openai_server import ScriptedModelServer
 from tests.peers.telegram_server import FakeBotAPI
 
 START_TIMEOUT = 60.0
+RECHECK = 0.1
 
 
 class BotProcess:
@@ -83,15 +85,22 @@ class BotProcess:
         return self
 
     def wait_until(self, predicate: Any, timeout: float = 10.0) -> None:
-        """Like FakeBotAPI.wait_until, but fails at once, with the bot's log, when the bot exits."""
+        """Like FakeBotAPI.wait_until, but fails at once, with the bot's log, when the bot exits. The predicate
+        is re-checked on every Bot API call and at least every RECHECK seconds, so it may also look elsewhere
+        (the scripted model's requests)."""
 
         def done() -> bool:
             return bool(predicate()) or (self.process is not None and self.process.poll() is not None)
 
-        try:
-            self.api.wait_until(done, timeout)
-        except TimeoutError as error:
-            raise AssertionError(f"{error}\n--- bot log ---\n{self.log[-6000:]}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api.wait_until(done, min(RECHECK, max(deadline - time.monotonic(), 0.0)))
+                break
+            except TimeoutError as error:
+                if time.monotonic() >= deadline:
+                    log = self.log[-6000:]
+                    raise AssertionError(f"not within {timeout} s: {error}\n--- bot log ---\n{log}") from None
         if not predicate():
             raise AssertionError(f"the bot exited with {self.returncode()}\n--- bot log ---\n{self.log[-6000:]}")
 

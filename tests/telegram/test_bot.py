@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +181,7 @@ def test_a_message_over_the_rate_limit_is_told_to_wait(
         api.push_message(7, "admin one")
         api.push_message(7, "admin two")
         bot.wait_until(lambda: len(api.texts(42)) == 2 and len(api.texts(7)) == 2)
-    assert api.texts(42)[0] == "fine" and "faster than I may answer" in api.texts(42)[1]
+    assert api.texts(42)[0] == "fine" and "Too many messages right now. Try again in" in api.texts(42)[1]
     assert api.texts(7) == ["fine", "fine"]  # admins are not limited
 
 
@@ -329,12 +329,40 @@ def test_a_turn_past_the_grace_time_is_cut_short_with_a_note(
     model.script(Reply(text="too late", delay=60))
     with bot_process(api, model, tmp_path, env={"SHUTDOWN_GRACE_SECONDS": "0.5"}) as bot:
         api.push_message(42, "a long question")
+        api.push_message(42, "and one waiting behind it")
         bot.wait_until(lambda: len(model.requests) == 1)
         started = time.monotonic()
         assert bot.stop() == 0
         assert time.monotonic() - started < 10
-    assert api.texts(42) == ["⚠️ I was restarted before I could answer. Your message is saved; please send it again."]
+    assert api.texts(42) == [
+        "⚠️ I was restarted before I could answer. Your message is saved; please send it again.",
+        "⚠️ I was restarted before I got to this message. Please send it again.",
+    ]
     assert "shutdown_grace_over" in bot.log
+
+
+def test_a_signal_during_start_up_stops_the_bot_and_its_servers(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    hanging = {"command": "sleep", "args": ["60"]}  # never answers the MCP handshake
+    bot = bot_process(api, model, tmp_path, servers={"hanging": hanging})
+    with bot.start(wait=False):
+        assert bot.process is not None
+        pid = bot.process.pid
+        children = _poll(lambda: _children(pid), timeout=30)
+        assert bot.stop(timeout=15) == 0
+    assert not [child for child in children if process_alive(child)]
+    assert not api.calls_of("getUpdates")
+
+
+def _poll(probe: Callable[[], list[int]], timeout: float) -> list[int]:
+    """Re-check a condition outside the fake API (a process table) until it holds; bounded."""
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not found within {timeout} s")
+        time.sleep(0.05)
+    return found
 
 
 def _children(pid: int) -> list[int]:

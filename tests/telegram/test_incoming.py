@@ -52,6 +52,10 @@ def test_group_messages_need_a_mention_or_a_reply() -> None:
     mention = [{"type": "mention", "offset": 4, "length": 8}]
     found = incoming(update("hey @our_bot what now?", chat_type="group", entities=mention), BOT)
     assert found is not None and found.text == "hey  what now?".strip() and not found.private
+    bare = incoming(
+        update("@our_bot", chat_type="group", entities=[{"type": "mention", "offset": 0, "length": 8}]), BOT
+    )
+    assert bare is not None and bare.text == ""  # the front end asks for a question
     other = [{"type": "mention", "offset": 0, "length": 6}]
     assert incoming(update("@alice look", chat_type="group", entities=other), BOT) is None
     reply = {
