@@ -11,6 +11,7 @@ Run from the repository root: `python -m bench.bot_bench [--users N] [--messages
 
 import argparse
 import json
+import logging
 import os
 import signal
 import statistics
@@ -19,7 +20,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +72,30 @@ class Row:
     users: int
     drive: Drive
     bench_cpu: float  # seconds of CPU this process (fake Bot API, model server, load generator) used
-    bot_cpu: float | None = None  # seconds of CPU of the bot process
+    bot_cpu: float | None = None  # seconds of CPU of the bot process (of the bare client in a bare row)
     children_cpu: float | None = None
     peak_kib: int | None = None  # VmHWM of the bot process
+    warm_kib: int | None = None  # its VmHWM after start-up and warm-up, before the measured run
     children_peak_kib: int | None = None  # sum of its child processes' VmHWM
     children: int = 0
     log_problems: Counter[str] = field(default_factory=Counter)
+    server_errors: Counter[str] = field(default_factory=Counter)  # logged by the fake servers during the row
+
+
+class ServerErrors(logging.Handler):
+    """Counts what the fake servers' uvicorn logs as an error (a request cut off mid-body is a ClientDisconnect)
+    instead of printing each traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kind = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else record.getMessage()[:60]
+        self.counts[kind] += 1
+
+
+SERVER_ERRORS = ServerErrors()
 
 
 # -- the load generator -----------------------------------------------------------------------------------------
@@ -92,9 +113,12 @@ def drive(api: FakeBotAPI, chats: list[int], messages: int, timeout: float) -> D
         api.push_message(chat, f"message 1 of {messages}")
     deadline = started + timeout
     while pushed_at:
-        remaining = deadline - time.monotonic()
+
+        def more(seen: int = seen) -> bool:
+            return len(api.calls) > seen
+
         try:
-            api.wait_until(lambda: len(api.calls) > seen, max(remaining, 0.0))
+            api.wait_until(more, max(deadline - time.monotonic(), 0.0))
         except TimeoutError:
             break
         calls = api.calls
@@ -106,17 +130,17 @@ def drive(api: FakeBotAPI, chats: list[int], messages: int, timeout: float) -> D
                 continue
             if call.method != "sendMessage":
                 continue
-            chat = call.params.get("chat_id")
-            if not isinstance(chat, int) or chat not in pushed_at:
+            chat_id = call.params.get("chat_id")
+            if not isinstance(chat_id, int) or chat_id not in pushed_at:
                 continue
-            result.latencies.append(call.at - pushed_at.pop(chat))
+            result.latencies.append(call.at - pushed_at.pop(chat_id))
             last_answer = max(last_answer, call.at)
             if call.params.get("text") != ANSWER:
                 result.wrong += 1
-            left[chat] -= 1
-            if left[chat]:
-                pushed_at[chat] = time.monotonic()
-                api.push_message(chat, f"message {messages - left[chat] + 1} of {messages}")
+            left[chat_id] -= 1
+            if left[chat_id]:
+                pushed_at[chat_id] = time.monotonic()
+                api.push_message(chat_id, f"message {messages - left[chat_id] + 1} of {messages}")
     result.turns = len(result.latencies)
     result.lost = sum(left.values())  # unanswered, pushed or not yet
     result.wall = last_answer - started
@@ -197,6 +221,7 @@ def bot_row(
             pid = bot.process.pid
             warm_up(api, model, options.warmup_users)
             set_model(model, scenario.delay)
+            warm_kib = peak_kib(pid)
             children = descendants(pid)
             cpu_before = cpu_seconds(pid), sum(cpu_seconds(child) for child in children)
             bench_before = time.process_time()
@@ -207,6 +232,7 @@ def bot_row(
             row.bot_cpu = cpu_seconds(pid) - cpu_before[0]
             row.children_cpu = sum(cpu_seconds(child) for child in children) - cpu_before[1]
             row.peak_kib = peak_kib(pid)
+            row.warm_kib = warm_kib
             row.children_peak_kib = sum(peak_kib(child) for child in children)
             row.children = len(children)
             set_model(model, 0.0)  # whatever is still waiting answers at once
@@ -219,7 +245,7 @@ def bot_row(
     return row
 
 
-def bare_row(api: FakeBotAPI, model: ScriptedModelServer, users: int, messages: int, *, with_model: bool) -> Row:
+def bare_row(api: FakeBotAPI, model: ScriptedModelServer, users: int, messages: int, with_model: bool) -> Row:
     set_model(model, 0.0)
     command = [sys.executable, "-m", "bench.bot_bench", "--bare-client", f"{api.base_url}{api.token}"]
     if with_model:
@@ -231,21 +257,24 @@ def bare_row(api: FakeBotAPI, model: ScriptedModelServer, users: int, messages: 
         warm = drive(api, [WARMUP_CHAT + index for index in range(1, 21)], 2, timeout=30)
         if warm.lost:
             raise RuntimeError("the bare loop does not answer")
-        bench_before = time.process_time()
+        bench_before, client_before = time.process_time(), cpu_seconds(client.pid)
         measured = drive(api, list(range(1, users + 1)), messages, timeout=120)
         bench_cpu = time.process_time() - bench_before
         name = "bare loop + model call" if with_model else "bare loop"
-        return Row(name, users, measured, bench_cpu, bot_cpu=None, peak_kib=peak_kib(client.pid))
+        client_cpu = cpu_seconds(client.pid) - client_before
+        return Row(name, users, measured, bench_cpu, bot_cpu=client_cpu, peak_kib=peak_kib(client.pid))
     finally:
         client.send_signal(signal.SIGTERM)
         client.wait(10)
 
 
 def default_servers(folder: Path) -> dict[str, Any]:
-    """Our mcp_servers.json, with its ./data paths moved into the bench's folder."""
+    """Our mcp_servers.json, run with this Python, with its ./data paths moved into the bench's folder."""
     config = json.loads((ROOT / "mcp_servers.json").read_text())
     servers: dict[str, Any] = config["mcpServers"]
     for server in servers.values():
+        if server.get("command") in ("python", "python3"):
+            server["command"] = sys.executable
         server["args"] = [str(arg).replace("./data/", f"{folder}/data/") for arg in server.get("args", [])]
         server.setdefault("cwd", str(ROOT))
     return servers
@@ -287,7 +316,7 @@ def print_row(row: Row) -> None:
     bot_ms = "-" if row.bot_cpu is None else f"{row.bot_cpu / turns * 1000:.1f}"
     children = f"{mib(row.children_peak_kib)} ({row.children})" if row.children else "-"
     print(
-        f"{row.name:<32} {row.users:>5} {measured.turns:>5} {measured.wall:>6.1f} "
+        f"{row.name:<38} {row.users:>5} {measured.turns:>5} {measured.wall:>6.1f} "
         f"{measured.turns / max(measured.wall, 1e-9):>7.1f} {statistics.median(ordered) * 1000:>7.0f} "
         f"{p95 * 1000:>7.0f} {ordered[-1] * 1000:>7.0f} {bot_ms:>7} {row.bench_cpu / turns * 1000:>7.1f} "
         f"{mib(row.peak_kib):>5} {children:>9}",
@@ -304,10 +333,13 @@ def print_notes(rows: list[Row]) -> None:
         problems = [f"{measured.lost} lost"] if measured.lost else []
         problems += [f"{measured.wrong} wrong answers"] if measured.wrong else []
         problems += [f"refused: {dict(measured.refused)}"] if measured.refused else []
-        problems += [f"log: {dict(row.log_problems)}"] if row.log_problems else []
+        problems += [f"bot log: {dict(row.log_problems)}"] if row.log_problems else []
+        problems += [f"fake servers logged: {dict(row.server_errors)}"] if row.server_errors else []
+        if row.warm_kib is not None:
+            problems.insert(0, f"peak before the run {mib(row.warm_kib)} MiB")
         if row.children_cpu:
             problems.append(f"child processes' CPU {row.children_cpu / turns * 1000:.1f} ms/turn")
-        print(f"{row.name:<32} {methods}; {'; '.join(problems) or 'no problems'}")
+        print(f"{row.name:<38} {methods}; {'; '.join(problems) or 'nothing refused, wrong, lost or logged'}")
 
 
 def main(options: argparse.Namespace) -> None:
@@ -318,18 +350,29 @@ def main(options: argparse.Namespace) -> None:
     ]
     users = options.users
     header = (
-        f"{'row':<32} {'users':>5} {'turns':>5} {'wall s':>6} {'turns/s':>7} {'p50 ms':>7} {'p95 ms':>7} "
+        f"{'row':<38} {'users':>5} {'turns':>5} {'wall s':>6} {'turns/s':>7} {'p50 ms':>7} {'p95 ms':>7} "
         f"{'max ms':>7} {'bot CPU':>7} {'harness':>7} {'peak':>5} {'children':>9}"
     )
     print(f"mcpbot run against the fake Bot API, {users} users at once, closed loop per user")
-    print(f"(CPU in ms per turn; peak = VmHWM in MiB; {os.cpu_count()} CPUs; database: {options.database_url or 'SQLite'})")
+    database = options.database_url or "SQLite"
+    print(f"(CPU in ms per turn; peak = VmHWM in MiB; {os.cpu_count()} CPUs; database: {database})")
     print(header, flush=True)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(SERVER_ERRORS)
+    uvicorn_log.propagate = False
     rows: list[Row] = []
+
+    def add(make: Callable[[], Row]) -> Row:
+        before = Counter(SERVER_ERRORS.counts)
+        row = make()
+        row.server_errors = SERVER_ERRORS.counts - before
+        rows.append(row)
+        return row
+
     with FakeBotAPI() as api, ScriptedModelServer() as model:
         if not options.no_bare:
             for with_model in (False, True):
-                rows.append(bare_row(api, model, users, options.messages, with_model=with_model))
-                print_row(rows[-1])
+                print_row(add(partial(bare_row, api, model, users, options.messages, with_model)))
         for scenario in scenarios:
             if options.only and options.only not in scenario.name:
                 continue
@@ -337,12 +380,12 @@ def main(options: argparse.Namespace) -> None:
             if options.database_url:
                 database_url = anyio.run(create_database, options.database_url, "mcpbot_botbench")
             try:
-                rows.append(bot_row(scenario, api, model, users, options, database_url))
+                row = add(partial(bot_row, scenario, api, model, users, options, database_url))
             finally:
                 if database_url:
                     anyio.run(drop_databases, options.database_url, [database_url])
-            rows[-1].name = f"bot: {scenario.name} ({scenario.messages}/user)"
-            print_row(rows[-1])
+            row.name = f"bot: {scenario.name} ({scenario.messages}/user)"
+            print_row(row)
     print_notes(rows)
 
 
@@ -361,7 +404,6 @@ if __name__ == "__main__":
     parser.add_argument("--model-url", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.bare_client:
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         anyio.run(bare_client, arguments.bare_client, arguments.model_url)
     else:
         main(arguments)

@@ -10,15 +10,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import redis.asyncio
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from host.errors import ConfigError
+
+if TYPE_CHECKING:  # redis is imported only when REDIS_URL is set (it costs about 20 MB)
+    import redis.asyncio
 
 log = structlog.get_logger("host.ratelimit")
 
@@ -100,21 +99,24 @@ class RedisRateLimiter:
     Owns only its script, not the client. When Redis fails it logs a warning and admits (fails open)."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, user_limit: int, global_limit: int, window: float, *, prefix: str
+        self, client: "redis.asyncio.Redis", user_limit: int, global_limit: int, window: float, *, prefix: str
     ) -> None:
+        from redis.exceptions import RedisError
+
         self.user_limit = user_limit
         self.global_limit = global_limit
         self.window = window
         self.prefix = prefix
         self._window_us = round(window * 1_000_000)
         self._script = client.register_script(_ADMIT)
+        self._failures = (RedisError, OSError)
 
     async def admit(self, user_id: int) -> float:
         keys = [f"{self.prefix}user:{user_id}", f"{self.prefix}all"]
         args: list[int | str] = [self.user_limit, self.global_limit, self._window_us, secrets.token_hex(8)]
         try:
             wait_us = await self._script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             log.warning("rate limit store failed, admitting", error=f"{type(exc).__name__}: {exc}")
             return 0.0
         return int(wait_us) / 1_000_000
@@ -136,6 +138,10 @@ async def open_rate_limiter(
     if redis_url is None:
         yield MemoryRateLimiter(user_limit, global_limit, window)
         return
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     try:
         client = redis.asyncio.from_url(
             redis_url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0)

@@ -142,9 +142,6 @@ class Engine:
                 self._chat_locks[key] = (lock, waiting - 1)
 
     async def _turn(self, chat_id: int, topic_id: int, text: str, user_id: int | None) -> AsyncIterator[EngineEvent]:
-        conversation_id = await self.store.current_conversation(chat_id, topic_id)
-        if user_id is not None:
-            await self.store.touch_user(user_id)
         user = StoredMessage(
             role="user",
             content=text,
@@ -152,7 +149,7 @@ class Engine:
             tool_call_id=None,
             token_count=count_message_tokens("user", text, None),
         )
-        await self.store.append(conversation_id, user, user_id=user_id)
+        conversation_id = await self.store.begin_turn(chat_id, topic_id, user, user_id)
         turn = await self._prepare(chat_id, conversation_id, user)
         limit = self.settings.max_tool_steps
         for step in range(1, limit + 2):

@@ -75,18 +75,18 @@ class ConversationStore:
         """The open conversation of the chat (and forum topic), created if there is none."""
         with _translated("load the conversation"):
             async with self._engine.begin() as connection:
-                found = await connection.scalar(_open_conversation(chat_id, topic_id))
-                if found is not None:
-                    return int(found)
-                statement = _insert(connection, Conversation).values(
-                    chat_id=chat_id, topic_id=topic_id, created_at=utcnow()
-                )
-                await connection.execute(
-                    statement.on_conflict_do_nothing(
-                        index_elements=["chat_id", "topic_id"], index_where=Conversation.reset_at.is_(None)
-                    )
-                )
-                return int((await connection.execute(_open_conversation(chat_id, topic_id))).scalar_one())
+                return await _current(connection, chat_id, topic_id)
+
+    async def begin_turn(self, chat_id: int, topic_id: int, message: StoredMessage, user_id: int | None) -> int:
+        """The start of a turn in one transaction: the chat's open conversation (created if needed), the user
+        recorded, the user's message stored. Returns the conversation's id."""
+        with _translated("store the message"):
+            async with self._engine.begin() as connection:
+                conversation_id = await _current(connection, chat_id, topic_id)
+                if user_id is not None:
+                    await _touch_user(connection, user_id)
+                await connection.execute(_message_insert(conversation_id, message, user_id))
+                return conversation_id
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> int:
         """Close the open conversation and start a new one; returns the new one's id."""
@@ -113,20 +113,7 @@ class ConversationStore:
         """Store one message now, after every earlier one of the conversation; returns its id."""
         with _translated("store the message"):
             async with self._engine.begin() as connection:
-                stored = await connection.execute(
-                    insert(Message)
-                    .values(
-                        conversation_id=conversation_id,
-                        role=message.role,
-                        content=message.content,
-                        tool_calls=message.tool_calls,
-                        tool_call_id=message.tool_call_id,
-                        user_id=user_id,
-                        token_count=message.token_count,
-                        created_at=utcnow(),
-                    )
-                    .returning(Message.id)
-                )
+                stored = await connection.execute(_message_insert(conversation_id, message, user_id))
                 return int(stored.scalar_one())
 
     async def window(self, conversation_id: int, *, max_messages: int, max_tokens: int) -> list[StoredMessage]:
@@ -140,13 +127,6 @@ class ConversationStore:
             async with self._engine.connect() as connection:
                 rows = (await connection.execute(window_query(conversation_id, max_messages))).all()
         return fit_window([_stored(row) for row in rows], max_tokens)
-
-    async def touch_user(self, user_id: int) -> None:
-        """Record the user with the time first seen; nothing changes when the user is known."""
-        with _translated("record the user"):
-            async with self._engine.begin() as connection:
-                statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences={})
-                await connection.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
 
     async def user_preferences(self, user_id: int) -> dict[str, Any]:
         """The user's preferences; {} for a user never seen or never set."""
@@ -190,6 +170,43 @@ class ConversationStore:
                 return bool(await connection.scalar(text("SELECT 1")) == 1)
         except (SQLAlchemyError, OSError):
             return False
+
+
+async def _current(connection: AsyncConnection, chat_id: int, topic_id: int) -> int:
+    """The open conversation's id, created if there is none (a concurrent creation wins the unique index)."""
+    found = await connection.scalar(_open_conversation(chat_id, topic_id))
+    if found is not None:
+        return int(found)
+    statement = _insert(connection, Conversation).values(chat_id=chat_id, topic_id=topic_id, created_at=utcnow())
+    await connection.execute(
+        statement.on_conflict_do_nothing(
+            index_elements=["chat_id", "topic_id"], index_where=Conversation.reset_at.is_(None)
+        )
+    )
+    return int((await connection.execute(_open_conversation(chat_id, topic_id))).scalar_one())
+
+
+async def _touch_user(connection: AsyncConnection, user_id: int) -> None:
+    """Record the user with the time first seen; nothing changes when the user is known."""
+    statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences={})
+    await connection.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+
+
+def _message_insert(conversation_id: int, message: StoredMessage, user_id: int | None) -> Any:
+    return (
+        insert(Message)
+        .values(
+            conversation_id=conversation_id,
+            role=message.role,
+            content=message.content,
+            tool_calls=message.tool_calls,
+            tool_call_id=message.tool_call_id,
+            user_id=user_id,
+            token_count=message.token_count,
+            created_at=utcnow(),
+        )
+        .returning(Message.id)
+    )
 
 
 def _is_open(chat_id: int, topic_id: int) -> ColumnElement[bool]:

@@ -23,7 +23,6 @@ from telegram.request import HTTPXRequest
 
 from host import log as logs
 from host.app import App, open_app
-from host.engine.tokens import count_tokens
 from host.errors import ConfigError, HostError
 from host.ratelimit import open_rate_limiter
 from host.settings import Settings
@@ -108,7 +107,6 @@ async def _run(settings: Settings, token: str, stop: _Stop) -> None:
             ) as limiter,
         ):
             await _register_commands(bot)
-            count_tokens("")  # loads the tokenizer now rather than during the first user's turn
             front = FrontEnd(app, bot, limiter, admins=frozenset(settings.admin_user_ids))
             await _serve(app, bot, identity, front, stop)
             stop.closing = True

@@ -23,6 +23,8 @@ EDIT_INTERVAL = 1.0  # editMessageText: about one edit a second per message stay
 DRAFT_INTERVAL = 0.5  # sendMessageDraft sustains a few updates a second
 DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
 TYPING_EVERY = 4.5  # "typing..." shows for 5 s
+TYPING_AFTER = 1.0  # a turn that has shown nothing this long shows "typing..."
+FIRST_TEXT_AFTER = 0.5  # the first text is previewed once it has been coming in this long
 PREVIEW_LIMIT = 3500  # leaves room for the tool lines under the text
 FIRST_PREVIEW_SECONDS = 5.0  # the preview message's sendMessage may finish this long after the turn
 
@@ -49,6 +51,8 @@ class Reply:
         self._shown = ""
         self._not_before = 0.0
         self._last_shown = 0.0
+        self._started = anyio.current_time()
+        self._first_text_at: float | None = None
         self._last_typing = -TYPING_EVERY
 
     # -- what the engine reports ----------------------------------------------------------------------------
@@ -59,6 +63,8 @@ class Reply:
             self.activities = []
             self.text = ""
         self.text += text
+        if self._first_text_at is None:
+            self._first_text_at = anyio.current_time()
         self._changed.set()
 
     def tool_started(self, call_id: str, server: str, tool: str, arguments: dict[str, object]) -> None:
@@ -99,10 +105,13 @@ class Reply:
         now = anyio.current_time()
         if now < self._not_before:
             return
+        first_text = self._first_text_at if not self._shown and not self.activities else None
+        if first_text is not None and now - first_text < FIRST_TEXT_AFTER:
+            return  # an answer that is complete this soon needs no preview: it is sent whole in a moment
         html = self._preview_html()
         try:
             if not html:
-                if now - self._last_typing >= TYPING_EVERY:
+                if now - self._started >= TYPING_AFTER and now - self._last_typing >= TYPING_EVERY:
                     self._last_typing = now
                     await self.bot.send_chat_action(
                         self.target.chat_id, ChatAction.TYPING, message_thread_id=self.target.thread_id

@@ -218,12 +218,13 @@ async def test_users_and_preferences(store_url: str, new_id: NewId) -> None:
     person, stranger = new_id(), new_id()
     with anyio.fail_after(20):
         async with ConversationStore.open(store_url) as store:
-            await store.touch_user(person)
-            await store.touch_user(person)
+            chat = new_id()
+            await store.begin_turn(chat, 0, user("hi"), person)
+            await store.begin_turn(chat, 0, user("again"), person)
             assert await store.user_preferences(person) == {}
             assert await store.user_preferences(stranger) == {}
             await store.set_user_preferences(person, {"language": "de", "verbose": True})
-            await store.touch_user(person)  # seeing the user again keeps what they chose
+            await store.begin_turn(chat, 0, user("more"), person)  # seeing them again keeps their choice
             await store.set_user_preferences(stranger, {"language": "fr"})
         async with ConversationStore.open(store_url) as store:
             assert await store.user_preferences(person) == {"language": "de", "verbose": True}
