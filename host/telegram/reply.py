@@ -53,6 +53,7 @@ class Reply:
         self._last_shown = 0.0
         self._started = anyio.current_time()
         self._first_text_at: float | None = None
+        self._deltas = 0
         self._last_typing = -TYPING_EVERY
 
     # -- what the engine reports ----------------------------------------------------------------------------
@@ -63,6 +64,7 @@ class Reply:
             self.activities = []
             self.text = ""
         self.text += text
+        self._deltas += 1
         if self._first_text_at is None:
             self._first_text_at = anyio.current_time()
         self._changed.set()
@@ -106,8 +108,10 @@ class Reply:
         if now < self._not_before:
             return
         first_text = self._first_text_at if not self._shown and not self.activities else None
-        if first_text is not None and now - first_text < FIRST_TEXT_AFTER:
-            return  # an answer that is complete this soon needs no preview: it is sent whole in a moment
+        if first_text is not None and (self._deltas < 2 or now - first_text < FIRST_TEXT_AFTER):
+            # Text that came whole (a model that does not stream) or that is complete this soon needs no preview:
+            # it is sent as the answer in a moment.
+            return
         html = self._preview_html()
         try:
             if not html:
