@@ -122,17 +122,20 @@ class Engine:
         await self.store.reset(chat_id, topic_id)
 
     async def turn(
-        self, chat_id: int, text: str, *, user_id: int | None = None, topic_id: int = 0
+        self, chat_id: int, text: str, *, user_id: int | None = None, topic_id: int = 0, update_id: int | None = None
     ) -> AsyncGenerator[EngineEvent, None]:
         """Answer one user message. The message is stored before the model is called, so a failure that ends
         the turn (ModelUnavailable, StorageError) never loses it. A consumer that stops early should close the
-        generator (`contextlib.aclosing`); whatever tools ran by then is stored with its results."""
+        generator (`contextlib.aclosing`); whatever tools ran by then is stored with its results.
+
+        `update_id` makes the turn happen once: claimed in the same transaction that stores the message, a turn
+        whose update_id was claimed before yields no events at all (a message delivered twice)."""
         key = (chat_id, topic_id)
         lock, waiting = self._chat_locks.get(key, (anyio.Lock(), 0))
         self._chat_locks[key] = (lock, waiting + 1)
         try:
             async with lock:
-                async for event in self._turn(chat_id, topic_id, text, user_id):
+                async for event in self._turn(chat_id, topic_id, text, user_id, update_id):
                     yield event
         finally:
             lock, waiting = self._chat_locks[key]
@@ -141,7 +144,9 @@ class Engine:
             else:
                 self._chat_locks[key] = (lock, waiting - 1)
 
-    async def _turn(self, chat_id: int, topic_id: int, text: str, user_id: int | None) -> AsyncIterator[EngineEvent]:
+    async def _turn(
+        self, chat_id: int, topic_id: int, text: str, user_id: int | None, update_id: int | None
+    ) -> AsyncIterator[EngineEvent]:
         user = StoredMessage(
             role="user",
             content=text,
@@ -149,7 +154,10 @@ class Engine:
             tool_call_id=None,
             token_count=count_message_tokens("user", text, None),
         )
-        conversation_id = await self.store.begin_turn(chat_id, topic_id, user, user_id)
+        conversation_id = await self.store.begin_turn(chat_id, topic_id, user, user_id, update_id=update_id)
+        if conversation_id is None:
+            log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
+            return
         turn = await self._prepare(chat_id, conversation_id, user)
         limit = self.settings.max_tool_steps
         for step in range(1, limit + 2):

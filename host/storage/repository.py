@@ -77,11 +77,22 @@ class ConversationStore:
             async with self._engine.begin() as connection:
                 return await _current(connection, chat_id, topic_id)
 
-    async def begin_turn(self, chat_id: int, topic_id: int, message: StoredMessage, user_id: int | None) -> int:
-        """The start of a turn in one transaction: the chat's open conversation (created if needed), the user
-        recorded, the user's message stored. Returns the conversation's id."""
+    async def begin_turn(
+        self,
+        chat_id: int,
+        topic_id: int,
+        message: StoredMessage,
+        user_id: int | None,
+        *,
+        update_id: int | None = None,
+    ) -> int | None:
+        """The start of a turn in one transaction: the update claimed (when given), the chat's open conversation
+        (created if needed), the user recorded, the user's message stored. Returns the conversation's id, or
+        None when the update was claimed before (then nothing is stored)."""
         with _translated("store the message"):
             async with self._engine.begin() as connection:
+                if update_id is not None and not await _claim(connection, update_id):
+                    return None
                 conversation_id = await _current(connection, chat_id, topic_id)
                 if user_id is not None:
                     await _touch_user(connection, user_id)
@@ -150,11 +161,7 @@ class ConversationStore:
         """True the first time an update id is claimed, False ever after (atomic, and across restarts)."""
         with _translated("claim the update"):
             async with self._engine.begin() as connection:
-                statement = _insert(connection, ProcessedUpdate).values(update_id=update_id, created_at=utcnow())
-                claimed = await connection.execute(
-                    statement.on_conflict_do_nothing(index_elements=["update_id"]).returning(ProcessedUpdate.update_id)
-                )
-                return claimed.first() is not None
+                return await _claim(connection, update_id)
 
     async def forget_updates(self, before: datetime) -> int:
         """Forget the update ids claimed before `before` (they can be claimed again); how many were forgotten."""
@@ -184,6 +191,14 @@ async def _current(connection: AsyncConnection, chat_id: int, topic_id: int) -> 
         )
     )
     return int((await connection.execute(_open_conversation(chat_id, topic_id))).scalar_one())
+
+
+async def _claim(connection: AsyncConnection, update_id: int) -> bool:
+    statement = _insert(connection, ProcessedUpdate).values(update_id=update_id, created_at=utcnow())
+    claimed = await connection.execute(
+        statement.on_conflict_do_nothing(index_elements=["update_id"]).returning(ProcessedUpdate.update_id)
+    )
+    return claimed.first() is not None
 
 
 async def _touch_user(connection: AsyncConnection, user_id: int) -> None:

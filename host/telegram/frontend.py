@@ -53,9 +53,9 @@ class FrontEnd:
         ):
             target = _target(message)
             try:
-                if not await self.app.store.claim_update(message.update_id):
+                if message.kind != "text" and not await self.app.store.claim_update(message.update_id):
                     log.info("update_repeated", action="ignored")
-                    return
+                    return  # a text message is claimed by its turn, in the transaction that stores it
                 if message.kind == "unreadable":
                     await send_html(self.bot, target, UNREADABLE)
                 elif message.kind == "command":
@@ -90,22 +90,29 @@ class FrontEnd:
 
     # -- turns ------------------------------------------------------------------------------------------------
     async def _answer(self, message: Incoming, target: Target) -> None:
+        refusal = None
         if not message.text.strip():
-            await self._tell(target, NO_TEXT.format(username=self.bot.username))
-            return
-        if message.user_id is not None and message.user_id not in self.admins:
+            refusal = NO_TEXT.format(username=self.bot.username)
+        elif message.user_id is not None and message.user_id not in self.admins:
             wait = await self.limiter.admit(message.user_id)
             if wait > 0:
                 log.info("rate_limited", seconds=round(wait, 1))
-                await self._tell(target, RATE_LIMITED.format(seconds=max(1, round(wait))))
-                return
+                refusal = RATE_LIMITED.format(seconds=max(1, round(wait)))
+        if refusal is not None:
+            if await self.app.store.claim_update(message.update_id):
+                await self._tell(target, refusal)
+            return
         reply = Reply(self.bot, target, draft_id=message.update_id if message.private else None)
-        answer, note = "", None
+        answer: str | None = ""
+        note = None
         started = time.perf_counter()
         async with anyio.create_task_group() as previews:
             previews.start_soon(reply.run_previews)
             try:
                 answer = await self._run_turn(message, reply)
+                if answer is None:
+                    log.info("update_repeated", action="ignored")
+                    return
             except ModelUnavailable as error:
                 log.error("turn_failed", cause="model", error=str(error))
                 note = MODEL_DOWN
@@ -127,12 +134,19 @@ class FrontEnd:
                 previews.cancel_scope.cancel()
         if note is not None:
             answer = f"{reply.text.rstrip()}\n\n{note}" if reply.text.strip() else note
-        await reply.finish(answer)
+        await reply.finish(answer or "")
         log.info("reply_sent", seconds=round(time.perf_counter() - started, 3), failed=note is not None)
 
-    async def _run_turn(self, message: Incoming, reply: Reply) -> str:
-        engine = self.app.engine
-        turn = engine.turn(message.chat_id, message.text, user_id=message.user_id, topic_id=message.topic_id)
+    async def _run_turn(self, message: Incoming, reply: Reply) -> str | None:
+        """The answer's text; None when the update was answered before (the engine then does nothing)."""
+        turn = self.app.engine.turn(
+            message.chat_id,
+            message.text,
+            user_id=message.user_id,
+            topic_id=message.topic_id,
+            update_id=message.update_id,
+        )
+        finished = None
         async with aclosing(turn) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
@@ -142,8 +156,8 @@ class FrontEnd:
                 elif isinstance(event, ToolFinished):
                     reply.tool_finished(event.call_id, event.ok)
                 elif isinstance(event, TurnFinished):
-                    return event.text
-        raise HostError("the turn ended without an answer")
+                    finished = event.text
+        return finished
 
     # -- commands ---------------------------------------------------------------------------------------------
     async def _command(self, message: Incoming, target: Target) -> None:

@@ -24,7 +24,7 @@ DRAFT_INTERVAL = 0.5  # sendMessageDraft sustains a few updates a second
 DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
 TYPING_EVERY = 4.5  # "typing..." shows for 5 s
 TYPING_AFTER = 1.0  # a turn that has shown nothing this long shows "typing..."
-FIRST_TEXT_AFTER = 0.5  # the first text is previewed once it has been coming in this long
+FIRST_TEXT_AFTER = 0.5  # the first text is previewed once it has been streaming (two pieces or more) this long
 PREVIEW_LIMIT = 3500  # leaves room for the tool lines under the text
 FIRST_PREVIEW_SECONDS = 5.0  # the preview message's sendMessage may finish this long after the turn
 
@@ -81,8 +81,8 @@ class Reply:
 
     # -- the preview ----------------------------------------------------------------------------------------
     async def run_previews(self) -> None:
-        """Show the latest state at the allowed pace until cancelled; each request finishes even then, so that
-        a preview message is never sent without its id being known."""
+        """Show the latest state at the allowed pace until cancelled (the preview message's first sendMessage
+        finishes even then, so that its id is never lost)."""
         interval = DRAFT_INTERVAL if self.draft_id is not None else EDIT_INTERVAL
         while True:
             with anyio.move_on_after(interval):

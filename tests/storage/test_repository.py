@@ -260,3 +260,13 @@ async def test_old_claims_are_forgotten_and_new_ones_kept(store_url: str, new_id
             assert await store.forget_updates(cutoff) >= 1
             assert await store.claim_update(old) is True  # forgotten: it may be claimed again
             assert await store.claim_update(recent) is False
+
+
+async def test_a_turn_with_a_claimed_update_stores_nothing(store_url: str, new_id: NewId) -> None:
+    chat, update = new_id(), new_id()
+    with anyio.fail_after(20):
+        async with ConversationStore.open(store_url) as store:
+            first = await store.begin_turn(chat, 0, user("once"), None, update_id=update)
+            assert first is not None
+            assert await store.begin_turn(chat, 0, user("once"), None, update_id=update) is None
+            assert texts(await store.window(first, max_messages=50, max_tokens=8000)) == ["once"]
