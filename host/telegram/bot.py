@@ -3,7 +3,6 @@ updates by long polling or a webhook, hand each to its chat's queue, and on SIGI
 running turns SHUTDOWN_GRACE_SECONDS to finish, and close everything (MCP servers included) in reverse.
 """
 
-import asyncio
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,8 +16,7 @@ import anyio
 import structlog
 import uvicorn
 from telegram import Bot, BotCommand, Update
-from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.ext import Updater
+from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from host import log as logs
@@ -30,12 +28,15 @@ from host.storage.repository import StorageError
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
 from host.telegram.queues import ChatQueues
+from host.telegram.send import retry_after_seconds
 from host.telegram.webhook import webhook_app
 
 log = structlog.get_logger("host.telegram")
 
 ALLOWED_UPDATES = ["message"]
 POLL_TIMEOUT = 30  # seconds a long poll waits for updates
+POLL_BACKOFF_FIRST = 0.5
+POLL_BACKOFF_CAP = 30.0
 CONNECTIONS = 256  # to the Bot API, shared by all chats' replies
 CLOSE_SECONDS = 10.0  # for each step of closing that talks to Telegram
 READY_SECONDS = 5.0
@@ -76,6 +77,12 @@ class _Stop:
     requested: anyio.Event = field(default_factory=anyio.Event)
     serving: bool = False
     closing: bool = False
+    failure: HostError | None = None  # why the bot stops on its own, reported once it has stopped
+
+    def fail(self, failure: HostError) -> None:
+        log.error("bot_failing", error=str(failure))
+        self.failure = failure
+        self.requested.set()
 
 
 async def _watch_signals(stop: _Stop) -> None:
@@ -110,6 +117,8 @@ async def _run(settings: Settings, token: str, stop: _Stop) -> None:
             front = FrontEnd(app, bot, limiter, admins=frozenset(settings.admin_user_ids))
             await _serve(app, bot, identity, front, stop)
             stop.closing = True
+        if stop.failure is not None:
+            raise stop.failure
     finally:
         with anyio.move_on_after(CLOSE_SECONDS, shield=True):
             await bot.shutdown()
@@ -166,7 +175,7 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
                 queues.submit((message.chat_id, message.topic_id), message)
 
         chores.start_soon(_forget_old_updates, app)
-        source = _webhook(app, bot, accept) if settings.telegram_webhook_url else _polling(bot, accept)
+        source = _webhook(app, bot, accept) if settings.telegram_webhook_url else _polling(bot, accept, stop)
         async with source:
             stop.serving = True
             log.info("bot_running", mode="webhook" if settings.telegram_webhook_url else "polling")
@@ -191,36 +200,64 @@ async def _forget_old_updates(app: App) -> None:
 
 
 @asynccontextmanager
-async def _polling(bot: Bot, accept: Callable[[Update], None]) -> AsyncIterator[None]:
-    """Long polling: PTB's Updater fetches (and retries after network errors); each update goes to `accept`."""
-    queue: asyncio.Queue[object] = asyncio.Queue()
-    updater = Updater(bot, update_queue=queue)
-    await updater.initialize()
-    await updater.start_polling(timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES, error_callback=_polling_failed)
+async def _polling(bot: Bot, accept: Callable[[Update], None], stop: _Stop) -> AsyncIterator[None]:
+    """Long polling (getUpdates) in a task; on the way out the updates handed over are confirmed to Telegram."""
+    try:
+        await bot.delete_webhook()  # polling and a webhook exclude each other
+    except TelegramError as error:
+        raise HostError(f"deleteWebhook before polling failed: {error}") from None
+    poller = _Poller(bot, accept, stop)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_feed, queue, accept)
+        tasks.start_soon(poller.run)
         try:
             yield
         finally:
-            with anyio.move_on_after(CLOSE_SECONDS, shield=True):
-                await updater.stop()  # confirms the fetched updates to Telegram
-                while not queue.empty():
-                    _accept_one(queue.get_nowait(), accept)
             tasks.cancel_scope.cancel()
+    with anyio.move_on_after(CLOSE_SECONDS, shield=True):
+        await poller.confirm()
 
 
-def _polling_failed(error: TelegramError) -> None:
-    log.warning("polling_failed", error=str(error))
+class _Poller:
+    """getUpdates in a loop. Each update goes to `accept` (which queues it) before the next poll confirms it, so
+    an update is never confirmed unread. Network failures, 5xx and 409 (another instance polling) are retried with
+    capped backoff; a 429 is waited out; a rejected token stops the bot with that reason."""
 
+    def __init__(self, bot: Bot, accept: Callable[[Update], None], stop: _Stop) -> None:
+        self.bot = bot
+        self.accept = accept
+        self.stop = stop
+        self.offset = 0
 
-async def _feed(queue: "asyncio.Queue[object]", accept: Callable[[Update], None]) -> None:
-    while True:
-        _accept_one(await queue.get(), accept)
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                updates = await self.bot.get_updates(
+                    offset=self.offset, timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES
+                )
+            except InvalidToken:
+                self.stop.fail(ConfigError("TELEGRAM_BOT_TOKEN was rejected while polling: was it revoked?"))
+                return
+            except RetryAfter as error:
+                await anyio.sleep(retry_after_seconds(error))
+                continue
+            except TelegramError as error:
+                failures += 1
+                delay = min(POLL_BACKOFF_CAP, POLL_BACKOFF_FIRST * 2 ** (failures - 1))
+                log.warning("polling_failed", error=str(error), retry_in=delay)
+                await anyio.sleep(delay)
+                continue
+            failures = 0
+            for update in updates:
+                self.offset = update.update_id + 1
+                self.accept(update)
 
-
-def _accept_one(update: object, accept: Callable[[Update], None]) -> None:
-    if isinstance(update, Update):
-        accept(update)
+    async def confirm(self) -> None:
+        if self.offset:
+            try:
+                await self.bot.get_updates(offset=self.offset, timeout=0, allowed_updates=ALLOWED_UPDATES)
+            except TelegramError as error:  # they will come again after a restart, and be recognised then
+                log.info("updates_not_confirmed", error=str(error))
 
 
 @asynccontextmanager
