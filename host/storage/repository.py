@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any, Self
 
+import anyio
 from alembic.util import CommandError
 from sqlalchemy import Select, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -171,11 +172,12 @@ class ConversationStore:
                 return int(result.rowcount or 0)
 
     async def healthy(self) -> bool:
-        """Whether the database answers a trivial query."""
+        """Whether the database answers a trivial query (shielded like every other call, see _translated)."""
         try:
-            async with self._engine.connect() as connection:
-                return bool(await connection.scalar(text("SELECT 1")) == 1)
-        except (SQLAlchemyError, OSError):
+            with _translated("check the database"):
+                async with self._engine.connect() as connection:
+                    return bool(await connection.scalar(text("SELECT 1")) == 1)
+        except StorageError:
             return False
 
 
@@ -252,9 +254,14 @@ def _stored(row: Row[Any]) -> StoredMessage:
 
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
-    """SQLAlchemy, driver and Alembic errors become one StorageError saying what failed (the cause is chained)."""
+    """SQLAlchemy, driver and Alembic errors become one StorageError saying what failed (the cause is chained).
+
+    The block runs shielded from cancellation: a call cancelled halfway can leave an aiosqlite connection that
+    never finishes closing (and a process that never exits). The calls are short; a cancelled caller sees its
+    cancellation as soon as the call is done."""
     try:
-        yield
+        with anyio.CancelScope(shield=True):
+            yield
     except (SQLAlchemyError, OSError, CommandError, ValueError, ImportError) as exc:
         detail = exc.orig if isinstance(exc, DBAPIError) else exc
         reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0][:300]

@@ -62,10 +62,28 @@ async def run_bot(settings: Settings) -> int:
             await _run(settings, token, stop)
         except HostError as error:
             failed.append(error)
+        except BaseExceptionGroup as group:  # raised inside a task group: a lone HostError is reported as one
+            lone = _only_host_error(group)
+            if lone is None:
+                raise
+            failed.append(lone)
         tasks.cancel_scope.cancel()
     if failed:
         raise failed[0]
     return 0
+
+
+def _only_host_error(group: BaseExceptionGroup) -> HostError | None:
+    """The HostError when it is all the group holds (nested groups included), else None."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, BaseExceptionGroup):
+            pending.extend(item.exceptions)
+        else:
+            leaves.append(item)
+    return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], HostError) else None
 
 
 @dataclass(slots=True)
@@ -238,6 +256,10 @@ class _Poller:
             except InvalidToken:
                 self.stop.fail(ConfigError("TELEGRAM_BOT_TOKEN was rejected while polling: was it revoked?"))
                 return
+            except Exception as error:  # not a Bot API error: updates PTB cannot read; they would come again
+                log.exception("updates_unreadable")
+                self.stop.fail(HostError(f"the Bot API sent updates this bot cannot read: {error!r}"[:300]))
+                return
             except RetryAfter as error:
                 await anyio.sleep(retry_after_seconds(error))
                 continue
@@ -299,7 +321,7 @@ async def _webhook(app: App, bot: Bot, accept: Callable[[Update], None]) -> Asyn
 class _Server(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
-        yield  # SIGINT/SIGTERM belong to the bot (_wait_for_signal), which stops this server in its turn
+        yield  # SIGINT/SIGTERM belong to the bot (_watch_signals), which stops this server in its turn
 
 
 async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:

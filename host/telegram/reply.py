@@ -161,7 +161,8 @@ class Reply:
         parts = split_message(to_telegram_html(markdown)) or ["…"]
         first, rest = parts[0], parts[1:]
         if self.preview_id is not None:  # the last preview edit was a moment ago: keep to the pace
-            wait = max(self._not_before, self._last_shown + EDIT_INTERVAL) - anyio.current_time()
+            # (a 429 that paused the previews is left to the patient send, which gives up past MAX_FLOOD_WAIT)
+            wait = self._last_shown + EDIT_INTERVAL - anyio.current_time()
             if wait > 0:
                 await anyio.sleep(wait)
         if self.preview_id is None or not await edit_html(self.bot, self.target, self.preview_id, first):

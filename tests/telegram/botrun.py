@@ -76,12 +76,18 @@ class BotProcess:
             )
         if wait:
             webhook = bool(self.env.get("TELEGRAM_WEBHOOK_URL"))
-            self.wait_until(
-                lambda: (
-                    len(self.api.calls_of("setWebhook")) > webhooks_before if webhook else self.api.waiting_polls > 0
-                ),
-                timeout=START_TIMEOUT,
-            )
+            try:
+                self.wait_until(
+                    lambda: (
+                        len(self.api.calls_of("setWebhook")) > webhooks_before
+                        if webhook
+                        else self.api.waiting_polls > 0
+                    ),
+                    timeout=START_TIMEOUT,
+                )
+            except BaseException:
+                self.__exit__(None, None, None)  # no bot is left running after a failed start
+                raise
         return self
 
     def wait_until(self, predicate: Any, timeout: float = 10.0) -> None:

@@ -4,6 +4,7 @@ scripted model server, and our MCP test server as a real stdio subprocess."""
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -483,6 +484,33 @@ def test_a_webhook_without_a_secret_does_not_start(api: FakeBotAPI, tmp_path: Pa
         tmp_path,
     )
     assert done.returncode == 2 and "TELEGRAM_WEBHOOK_SECRET must be set" in done.stderr
+
+
+def test_a_webhook_port_in_use_is_a_clear_error(api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/hook",
+            "TELEGRAM_WEBHOOK_SECRET": "abc",
+            "WEBHOOK_HOST": "127.0.0.1",
+            "WEBHOOK_PORT": str(port),
+        }
+        bot = bot_process(api, model, tmp_path, env=env).start(wait=False)
+        assert bot.process is not None
+        assert bot.process.wait(60) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in bot.log
+
+
+def test_an_update_the_bot_cannot_read_stops_it_with_the_reason(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    with bot_process(api, model, tmp_path) as bot:
+        assert bot.process is not None
+        api.push_update({"message": {"message_id": 1, "date": "not a date", "chat": {"id": 1, "type": "private"}}})
+        assert bot.process.wait(30) == 1
+    assert "the Bot API sent updates this bot cannot read" in bot.log
 
 
 def test_sigint_stops_the_bot_too(api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path) -> None:
