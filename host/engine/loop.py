@@ -28,7 +28,6 @@ from host.storage import ConversationStore, StoredMessage
 log = structlog.get_logger("host.engine")
 
 MAX_CALL_ID = 128  # what the store keeps; longer or repeated ids from a model are replaced
-CHARS_PER_TOKEN = 3  # a cautious estimate for cutting tool results to the room left in the context
 MIN_RESULT_TOKENS = 200
 CANCELLED = "Error: the tool call was cancelled before it finished."
 
@@ -287,7 +286,7 @@ class Engine:
     async def _store_results(self, turn: _Turn, calls: list[_Call], results: list[str | None]) -> None:
         share = max(turn.room // max(len(calls), 1), MIN_RESULT_TOKENS)
         for call, result in zip(calls, results, strict=True):
-            content = _fit(result if result is not None else CANCELLED, share * CHARS_PER_TOKEN)
+            content = _fit(result if result is not None else CANCELLED, share)
             tokens = count_message_tokens("tool", content, None, tool_call_id=call.call.id)
             turn.room = max(turn.room - tokens, 0)
             stored = StoredMessage(
@@ -331,11 +330,13 @@ def _new_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
-def _fit(content: str, max_chars: int) -> str:
-    """A tool result cut to the room left in the context, with a note the model can read."""
-    if len(content) <= max_chars:
+def _fit(content: str, max_tokens: int) -> str:
+    """A tool result cut to the room left in the context (by its estimated tokens), with a note the model can read."""
+    tokens = count_tokens(content)
+    if tokens <= max_tokens:
         return content
-    return f"{content[:max_chars]}\n[truncated to fit the context: showing {max_chars} of {len(content)} characters]"
+    keep = len(content) * max_tokens // tokens
+    return f"{content[:keep]}\n[truncated to fit the context: showing {keep} of {len(content)} characters]"
 
 
 def _empty_answer_note(completion: Completion, after_step_limit: bool) -> str:
