@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port, peer_server, process_alive
 from tests.peers.openai_server import Call, Fail, Reply, ScriptedModelServer, tool_results
 from tests.peers.telegram_server import FakeBotAPI, parse_html, utf16_len
+from tests.postgres import drop_databases
 from tests.stores import ThrowAwayDatabases, databases
 from tests.telegram.botrun import BotProcess
 
@@ -169,6 +171,44 @@ def test_a_model_failure_is_a_short_message_and_the_question_is_kept(
     failure = next(event for event in bot.log_events() if event.get("event") == "turn_failed")
     assert failure["chat_id"] == 42 and failure["user_id"] == 42 and failure["cause"] == "model"
     assert "HTTP 500" in failure["error"]
+
+
+def test_a_crashing_tool_server_does_not_take_the_bot_down(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    model.script(
+        Reply(tool_calls=(Call("ours__crash"),)),
+        lambda body: Reply(text=f"The tool failed: {tool_results(body)[0][:60]}"),
+        Reply(text="still here"),
+    )
+    with bot_process(api, model, tmp_path, servers=OURS) as bot:
+        api.push_message(42, "crash it")
+        bot.wait_until(lambda: len(api.texts(42)) == 1, timeout=20)
+        api.push_message(42, "are you there?")
+        bot.wait_until(lambda: len(api.texts(42)) == 2, timeout=20)
+    assert api.texts(42)[0].startswith("The tool failed: Error:")
+    assert api.texts(42)[1] == "still here"
+
+
+def test_a_database_that_goes_away_is_a_short_message(
+    api: FakeBotAPI,
+    model: ScriptedModelServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    databases: ThrowAwayDatabases,
+) -> None:
+    server = request.getfixturevalue("postgres_url")
+    url = databases.create(server)
+    model.always(Reply(text="fine"))
+    with bot_process(api, model, tmp_path, database_url=url) as bot:
+        api.push_message(42, "first")
+        bot.wait_until(lambda: api.texts(42) == ["fine"])
+        anyio.run(drop_databases, server, [url])  # the database disappears under the running bot
+        api.push_message(42, "second")
+        bot.wait_until(lambda: len(api.texts(42)) == 2, timeout=30)
+    assert api.texts(42)[1].startswith("⚠️ I cannot reach my database right now")
+    failure = next(event for event in bot.log_events() if event.get("event") == "turn_failed")
+    assert failure["cause"] == "storage" and failure["chat_id"] == 42 and failure["user_id"] == 42
 
 
 def test_a_message_over_the_rate_limit_is_told_to_wait(
