@@ -47,7 +47,6 @@ class BotProcess:
             "LLM_MODEL_NAME": model.model,
             "LLM_RETRY_ATTEMPTS": "1",
             "LOG_FORMAT": "json",
-            "PTB_TIMEDELTA": "true",
             **(env or {}),
         }
         self.log_path = folder / "bot.log"
