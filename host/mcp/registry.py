@@ -115,15 +115,13 @@ class Registry:
         return result
 
     def health(self) -> dict[str, str]:
-        """Each enabled server's state, starting nothing: "connected" or why not for a shared server, and how many
-        instances run for a per-chat one."""
+        """Each enabled server's state, starting nothing: a shared server's status (starting, connected, failed,
+        stopped; the reasons stay in the log, as this may be shown to the outside), and how many instances run
+        for a per-chat one."""
         report = {}
         for config in self.configs:
             if config.scope == "shared":
-                connection = self._shared[config.name]
-                report[config.name] = (
-                    "connected" if connection.status is Status.CONNECTED else connection.unavailable_reason()
-                )
+                report[config.name] = self._shared[config.name].status.value
             else:
                 running = sum(1 for name, _chat in self._per_chat if name == config.name)
                 report[config.name] = f"per chat, {running} running"

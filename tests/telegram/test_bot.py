@@ -475,12 +475,18 @@ def test_the_webhook_refuses_a_wrong_secret_and_serves_the_right_one(
         }
 
     url = f"http://127.0.0.1:{port}"
-    with bot_process(api, model, tmp_path, env=env) as bot:
+    with bot_process(api, model, tmp_path, env=env, servers=OURS) as bot:
         assert api.webhook == {"url": env["TELEGRAM_WEBHOOK_URL"], "secret_token": secret}
         with httpx.Client(base_url=url, timeout=10) as client:
             assert client.get("/health").json() == {"status": "alive"}
             ready = client.get("/ready")
-            assert ready.status_code == 200 and ready.json()["database"] == "ok" and ready.json()["model"] == "ok"
+            assert ready.status_code == 200
+            assert ready.json() == {
+                "status": "ready",
+                "database": "ok",
+                "model": "ok",
+                "servers": {"ours": "connected"},
+            }
             refused = [
                 client.post("/telegram/hook", json=update(1, "no secret")),
                 client.post(
