@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import structlog
@@ -146,13 +146,7 @@ class Engine:
     async def _turn(
         self, chat_id: int, topic_id: int, text: str, user_id: int | None, update_id: int | None
     ) -> AsyncIterator[EngineEvent]:
-        user = StoredMessage(
-            role="user",
-            content=text,
-            tool_calls=None,
-            tool_call_id=None,
-            token_count=count_message_tokens("user", text, None),
-        )
+        user = _text_message("user", text)
         conversation_id = await self.store.begin_turn(chat_id, topic_id, user, user_id, update_id=update_id)
         if conversation_id is None:
             log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
@@ -220,13 +214,7 @@ class Engine:
         if not text.strip():
             text = _empty_answer_note(completion, steps > self.settings.max_tool_steps)
             log.warning("empty_answer", chat_id=turn.chat_id, finish_reason=completion.finish_reason)
-        answer = StoredMessage(
-            role="assistant",
-            content=text,
-            tool_calls=None,
-            tool_call_id=None,
-            token_count=count_message_tokens("assistant", text, None),
-        )
+        answer = _text_message("assistant", text)
         await self.store.append(turn.conversation_id, answer)
         usage = Usage(prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens)
         log.info(
@@ -313,6 +301,13 @@ class Engine:
         results[index] = content
         seconds = round(time.perf_counter() - started, 3)
         finished.append(ToolFinished(call.call.id, call.server, call.tool, ok, seconds))
+
+
+def _text_message(role: Literal["user", "assistant"], text: str) -> StoredMessage:
+    """A message that is only text, with its token cost."""
+    return StoredMessage(
+        role=role, content=text, tool_calls=None, tool_call_id=None, token_count=count_message_tokens(role, text, None)
+    )
 
 
 def _arguments(text: str) -> dict[str, Any] | None:

@@ -103,16 +103,16 @@ class FrontEnd:
                 await self._tell(target, refusal)
             return
         reply = Reply(self.bot, target, draft_id=message.update_id if message.private else None)
-        answer: str | None = ""
-        note = None
+        answer, note = "", None
         started = time.perf_counter()
         async with anyio.create_task_group() as previews:
             previews.start_soon(reply.run_previews)
             try:
-                answer = await self._run_turn(message, reply)
-                if answer is None:
+                finished = await self._run_turn(message, reply)
+                if finished is None:
                     log.info("update_repeated", action="ignored")
                     return
+                answer = finished
             except ModelUnavailable as error:
                 log.error("turn_failed", cause="model", error=str(error))
                 note = MODEL_DOWN
@@ -134,7 +134,7 @@ class FrontEnd:
                 previews.cancel_scope.cancel()
         if note is not None:
             answer = f"{reply.text.rstrip()}\n\n{note}" if reply.text.strip() else note
-        await reply.finish(answer or "")
+        await reply.finish(answer)
         log.info("reply_sent", seconds=round(time.perf_counter() - started, 3), failed=note is not None)
 
     async def _run_turn(self, message: Incoming, reply: Reply) -> str | None:

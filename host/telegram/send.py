@@ -49,9 +49,11 @@ def is_parse_error(error: BadRequest) -> bool:
     return "can't parse entities" in error.message.lower()
 
 
-async def with_retries(action: Callable[[], Awaitable[T]], *, what: str) -> T:
-    """Run one Bot API call; wait out 429s (up to MAX_FLOOD_WAIT) and retry network failures, ATTEMPTS in all.
-    A BadRequest is Telegram saying no and is raised at once."""
+async def _attempt(action: Callable[[], Awaitable[T]], what: str, patient: bool) -> T:
+    """Run one Bot API call. Patient: wait out 429s (up to MAX_FLOOD_WAIT) and retry network failures, ATTEMPTS
+    in all; else one try. A BadRequest is Telegram saying no and is raised at once."""
+    if not patient:
+        return await action()
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return await action()
@@ -69,10 +71,6 @@ async def with_retries(action: Callable[[], Awaitable[T]], *, what: str) -> T:
             log.warning("telegram_send_retry", method=what, error=str(error), attempt=attempt)
             await anyio.sleep(NETWORK_BACKOFF * attempt)
     raise AssertionError("unreachable")
-
-
-async def _attempt(action: Callable[[], Awaitable[T]], what: str, patient: bool) -> T:
-    return await with_retries(action, what=what) if patient else await action()
 
 
 async def send_html(bot: Bot, target: Target, html: str, *, reply: bool = True, patient: bool = True) -> Message:

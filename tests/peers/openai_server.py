@@ -124,8 +124,7 @@ class ScriptedModelServer:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._http: ThreadedServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._release: asyncio.Event | None = None
+        self._release = asyncio.Event()  # set when the server stops: hanging and delayed answers end
 
     # -- scripting -------------------------------------------------------------------------------------------
     def script(self, *steps: Script) -> None:
@@ -189,16 +188,12 @@ class ScriptedModelServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._loop is not None and self._release is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop ended between the check and the call
-                self._loop.call_soon_threadsafe(self._release.set)
         if self._http is not None:
+            self._http.call_soon(self._release.set)
             self._http.stop()
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        self._loop = asyncio.get_running_loop()
-        self._release = asyncio.Event()
         assert self._http is not None
         self._http.ready.set()
         yield
@@ -232,7 +227,6 @@ class ScriptedModelServer:
             error = {"error": {"message": outcome.message, "type": "scripted", "code": outcome.status}}
             return JSONResponse(error, status_code=outcome.status, headers=headers)
         if outcome.delay:
-            assert self._release is not None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._release.wait(), outcome.delay)
         usage = self._usage(body, outcome)
@@ -243,7 +237,6 @@ class ScriptedModelServer:
         return JSONResponse(self._whole(outcome, usage))
 
     async def _stalled(self) -> None:
-        assert self._release is not None
         await self._release.wait()
 
     def _call_ids(self, reply: Reply) -> list[str]:

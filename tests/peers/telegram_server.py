@@ -242,7 +242,6 @@ class FakeBotAPI:
         }
         self._by_lower = {name.lower(): name for name in [*self._handlers, "getUpdates"]}
         self._http: ThreadedServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._new_update: asyncio.Event | None = None
         self._stopping = False
         self._polls = 0
@@ -449,17 +448,14 @@ class FakeBotAPI:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        self._loop = asyncio.get_running_loop()
         self._new_update = asyncio.Event()
         assert self._http is not None
         self._http.ready.set()
         yield
 
     def _wake_pollers(self) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop ended between the check and the call
-                loop.call_soon_threadsafe(self._new_update_arrived)
+        if self._http is not None:
+            self._http.call_soon(self._new_update_arrived)
 
     def _new_update_arrived(self) -> None:
         """On the server's loop: release the current long polls; later ones wait on a fresh event."""

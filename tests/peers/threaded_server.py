@@ -2,8 +2,10 @@
 bound before the thread starts, so that sync tests, async tests and a bot in a subprocess can all reach it."""
 
 import asyncio
+import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -24,6 +26,7 @@ class ThreadedServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def port(self) -> int:
@@ -49,6 +52,13 @@ class ThreadedServer:
             self.stop()
             raise RuntimeError(f"the {self.name} did not start: {self._failure!r}")
 
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run `callback` on the server's event loop, from any thread; nothing happens once the loop is gone."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+                loop.call_soon_threadsafe(callback)
+
     def stop(self) -> None:
         """Stop serving (waiting at most 15 s for the thread) and close the socket."""
         if self._server is not None:
@@ -61,8 +71,14 @@ class ThreadedServer:
 
     def _run(self) -> None:
         assert self._server is not None
+        server = self._server
+
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await server.serve(sockets=[self._socket])
+
         try:
-            asyncio.run(self._server.serve(sockets=[self._socket]))
+            asyncio.run(serve())
         except BaseException as exc:
             self._failure = exc
         finally:

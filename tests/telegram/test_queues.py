@@ -12,12 +12,17 @@ pytestmark = pytest.mark.anyio
 async def test_one_chat_in_order_and_chats_side_by_side() -> None:
     events: list[str] = []
     release = {key: anyio.Event() for key in ("a1", "b1")}
+    b_started, c_ended = anyio.Event(), anyio.Event()
 
     async def handle(item: str) -> None:
         events.append(f"start {item}")
+        if item == "b1":
+            b_started.set()
         if item in release:
             await release[item].wait()
         events.append(f"end {item}")
+        if item == "c1":
+            c_ended.set()
 
     async with ChatQueues[str](handle) as queues:
         queues.submit("a", "a1")
@@ -25,8 +30,8 @@ async def test_one_chat_in_order_and_chats_side_by_side() -> None:
         queues.submit("b", "b1")
         queues.submit("c", "c1")
         with anyio.fail_after(5):
-            while "end c1" not in events or "start b1" not in events:
-                await anyio.lowlevel.checkpoint()
+            await b_started.wait()
+            await c_ended.wait()
         assert "start a2" not in events  # waits for a1, while b and c go ahead
         release["a1"].set()
         release["b1"].set()
