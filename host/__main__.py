@@ -80,7 +80,7 @@ def _chat(options: argparse.Namespace, settings: Settings) -> int:
 
 
 def _servers(options: argparse.Namespace, settings: Settings) -> int:
-    configs = load_servers(settings.mcp_servers_config)
+    configs = load_servers(settings.mcp_servers_config, data_dir=settings.data_dir)
     report = anyio.run(_server_report, configs, options.chat_id)
     if options.json:
         print(json.dumps({"servers": report}, indent=2, ensure_ascii=False))
@@ -124,7 +124,8 @@ def _call(options: argparse.Namespace, settings: Settings) -> int:
     if not isinstance(arguments, dict):
         print('arguments must be a JSON object, for example \'{"path": "notes.txt"}\'', file=sys.stderr)
         return 2
-    configs = [config for config in load_servers(settings.mcp_servers_config) if config.name == options.server]
+    listed = load_servers(settings.mcp_servers_config, data_dir=settings.data_dir)
+    configs = [config for config in listed if config.name == options.server]
     if not configs:
         print(f"no server named {options.server!r} in {settings.mcp_servers_config}", file=sys.stderr)
         return 2

@@ -51,7 +51,7 @@ def model_settings(settings: Settings) -> ModelSettings:
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Everything the front ends need, opened together (the servers concurrently) and closed in reverse."""
-    servers = load_servers(settings.mcp_servers_config)
+    servers = load_servers(settings.mcp_servers_config, data_dir=settings.data_dir)
     engine_settings = EngineSettings(
         system_prompt=system_prompt_text(settings),
         max_tool_steps=settings.llm_max_tool_steps,

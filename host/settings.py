@@ -3,11 +3,12 @@
 Secrets are SecretStr so that they never print in a repr or a log line. Imports only host.errors.
 """
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from host.errors import ConfigError
@@ -78,6 +79,17 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    # Where the bot keeps its files (MCP servers, issue 9 item 7): made absolute at start, from the working
+    # directory like every relative setting; the default DATABASE_URL and `${DATA_DIR}` in mcp_servers.json use it.
+    data_dir: Path = Path("./data")
+
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> "Settings":
+        self.data_dir = Path(os.path.abspath(self.data_dir.expanduser()))
+        if "database_url" not in self.model_fields_set:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'mcpbot.db'}"
+        return self
 
 
 def load_settings() -> Settings:

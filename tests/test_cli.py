@@ -1,8 +1,6 @@
 """`mcpbot servers` and `mcpbot call` as a user runs them: real subprocesses, real MCP servers."""
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,29 +71,3 @@ def test_a_malformed_config_stops_with_one_clear_message(tmp_path: Path) -> None
     assert done.stderr.strip() == (
         f"configuration error: {config}: server 'files': field 'timeout': Input should be a valid number"
     )
-
-
-def test_the_shipped_config_starts_both_of_our_servers() -> None:
-    chat_id = 990_000_000 + os.getpid() % 1_000_000
-    workspace = ROOT / "data" / "workspaces" / str(chat_id)
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LOG_LEVEL": "ERROR", "HOME": str(ROOT)}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "host", "servers", "--json", "--chat-id", str(chat_id)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        servers = {server["name"]: server for server in json.loads(done.stdout)["servers"]}
-        assert {name: server["status"] for name, server in servers.items()} == {
-            "filesystem": "connected",
-            "database": "connected",
-        }
-        tools = {tool["name"] for server in servers.values() for tool in server["tools"]}
-        assert {"filesystem__read_file", "filesystem__write_file", "database__query_database"} <= tools
-        assert workspace.is_dir()  # the chat's own workspace exists from its first use
-    finally:
-        shutil.rmtree(workspace, ignore_errors=True)

@@ -11,7 +11,7 @@ from host.settings import Settings, load_settings
 def test_defaults_run_on_sqlite_and_local_ollama(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     settings = Settings()
-    assert settings.database_url == "sqlite+aiosqlite:///./data/mcpbot.db"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db"
     assert settings.llm_base_url == "http://localhost:11434/v1"
     assert settings.redis_url is None and settings.admin_user_ids == []
     assert settings.mcp_servers_config == Path("mcp_servers.json")
@@ -43,3 +43,15 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("LLM_TEMPERATURE", "hot")
     with pytest.raises(ConfigError, match="invalid setting: LLM_TEMPERATURE: Input should be a valid number"):
         load_settings()
+
+
+def test_the_data_folder_is_absolute_and_holds_the_default_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA_DIR", "state")
+    settings = Settings()
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/state/mcpbot.db"
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@db/bot")
+    assert Settings().database_url == "postgresql+asyncpg://bot@db/bot"  # an explicit URL wins

@@ -1,7 +1,7 @@
 """mcp_servers.json: parse, expand `${VAR}` and `${VAR:-default}`, validate, and name every fault precisely.
 
-Reads the Claude Desktop dialect (`mcpServers`) and VS Code's (`servers`). Imports nothing from the host
-but errors.
+Reads the Claude Desktop dialect (`mcpServers`) and VS Code's (`servers`). Besides the environment, `${CONFIG_DIR}`
+(the file's folder) and `${DATA_DIR}` (the bot's data folder) are defined. Imports only errors and locations.
 """
 
 import json
@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from host.errors import ConfigError
+from host.mcp.locations import locate_command, locate_folder
 
 Transport = Literal["stdio", "sse", "http"]
 CHAT_ID_PLACEHOLDER = "${CHAT_ID}"
@@ -115,9 +116,18 @@ class ServerConfig(BaseModel):
         )
 
 
-def load_servers(path: Path, environ: Mapping[str, str] | None = None) -> list[ServerConfig]:
-    """Read, expand and validate the server list; every fault is one ConfigError naming file, server, field."""
+def load_servers(
+    path: Path, environ: Mapping[str, str] | None = None, *, data_dir: Path | None = None
+) -> list[ServerConfig]:
+    """Read, expand and validate the server list; every fault is one ConfigError naming file, server, field.
+
+    Stdio servers are located from the file's folder (see locations.py); `${CONFIG_DIR}` is that folder and
+    `${DATA_DIR}` is `data_dir` (both absolute), whatever the environment says."""
     environ = os.environ if environ is None else environ
+    config_dir = Path(os.path.abspath(path)).parent
+    builtins = {"CONFIG_DIR": str(config_dir)}
+    if data_dir is not None:
+        builtins["DATA_DIR"] = os.path.abspath(data_dir)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -130,7 +140,7 @@ def load_servers(path: Path, environ: Mapping[str, str] | None = None) -> list[S
         raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except _DuplicateKey as exc:
         raise ConfigError(f"{path}: the key {exc} appears twice in one object") from None
-    return parse_servers(document, source=str(path), environ=environ)
+    return parse_servers(document, source=str(path), environ={**environ, **builtins}, base_dir=config_dir)
 
 
 class _DuplicateKey(ValueError):
@@ -147,8 +157,11 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def parse_servers(document: object, *, source: str, environ: Mapping[str, str]) -> list[ServerConfig]:
-    """Validate an already decoded document; `source` names it in messages."""
+def parse_servers(
+    document: object, *, source: str, environ: Mapping[str, str], base_dir: Path | None = None
+) -> list[ServerConfig]:
+    """Validate an already decoded document; `source` names it in messages. With `base_dir`, stdio servers'
+    commands and working folders are located from it."""
     if not isinstance(document, dict):
         raise ConfigError(f'{source}: the top level must be a JSON object with "mcpServers"')
     key = "mcpServers" if "mcpServers" in document else "servers" if "servers" in document else None
@@ -163,7 +176,11 @@ def parse_servers(document: object, *, source: str, environ: Mapping[str, str]) 
         if not name or not isinstance(raw, dict):
             raise ConfigError(f"{where}: must be an object of settings")
         expanded = _expand(raw, environ, where, path=())
-        servers.append(_validate(name, expanded, where))
+        server = _validate(name, expanded, where)
+        if base_dir is not None and server.command is not None:
+            located = {"command": locate_command(server.command, base_dir), "cwd": locate_folder(server.cwd, base_dir)}
+            server = server.model_copy(update=located)
+        servers.append(server)
     return servers
 
 
@@ -215,6 +232,8 @@ def _expand(value: Any, environ: Mapping[str, str], where: str, path: tuple[str,
                         f"{where}: field '{'.'.join(path)}': write {CHAT_ID_PLACEHOLDER}, without a default"
                     )
                 return match.group(0)
+            if default is not None and "${" in default:
+                raise ConfigError(f"{where}: field '{'.'.join(path)}': a default may not contain another ${{...}}")
             if variable in environ:
                 return environ[variable]
             if default is not None:

@@ -7,6 +7,7 @@ import pytest
 
 from host.errors import ConfigError
 from host.mcp.config import load_servers, parse_servers
+from host.mcp.locations import own_scripts_folder
 
 
 def parse(servers: dict[str, object], environ: dict[str, str] | None = None, key: str = "mcpServers") -> list:
@@ -132,9 +133,58 @@ def test_chat_scope_replaces_chat_id_in_args_env_and_cwd_only() -> None:
     assert server.args == ("--root", "/data/${CHAT_ID}")  # the template itself is unchanged
 
 
-def test_the_shipped_config_is_valid() -> None:
-    servers = load_servers(Path(__file__).resolve().parents[2] / "mcp_servers.json", environ={})
-    assert servers, "the default mcp_servers.json lists no server"
+def test_the_shipped_config_starts_our_servers_from_the_bots_own_environment(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    files, database = load_servers(root / "mcp_servers.json", environ={}, data_dir=tmp_path / "data")
+    assert files.command == str(own_scripts_folder() / "mcpbot-filesystem")
+    assert database.command == str(own_scripts_folder() / "mcpbot-database")
+    assert Path(files.command).is_file() and Path(database.command).is_file()
+    assert files.for_chat(7).args == ("--root", f"{tmp_path}/data/workspaces/7")
+    assert database.cwd == str(root)  # so its relative sqlite:///servers/database/demo.db is the repository's
+    assert (root / "servers" / "database" / "demo.db").is_file()
+
+
+def test_commands_are_found_in_the_bots_environment_then_on_path(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "mcp.json"
+    path.parent.mkdir()
+    servers = {
+        "python": {"command": "python"},
+        "npx": {"command": "npx"},
+        "relative": {"command": "./bin/server", "cwd": "work"},
+        "parent": {"command": "../tools/server", "cwd": "/srv/somewhere"},
+        "home": {"command": "~/bin/server", "cwd": "~/work"},
+        "remote": {"url": "http://localhost:1/mcp"},
+    }
+    path.write_text(json.dumps({"mcpServers": servers}))
+    located = {server.name: (server.command, server.cwd) for server in load_servers(path, environ={})}
+    conf, home = str(path.parent), str(Path.home())
+    assert located == {
+        "python": (str(own_scripts_folder() / "python"), conf),  # not whatever `python` PATH has, if any
+        "npx": ("npx", conf),  # not in the bot's environment: looked up on PATH when it starts
+        "relative": (f"{conf}/bin/server", f"{conf}/work"),
+        "parent": (f"{tmp_path}/tools/server", "/srv/somewhere"),
+        "home": (f"{home}/bin/server", f"{home}/work"),
+        "remote": (None, None),
+    }
+
+
+def test_config_dir_and_data_dir_are_defined_and_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "conf" / "mcp.json"
+    path.parent.mkdir()
+    entry = {"command": "srv", "args": ["${CONFIG_DIR}/db.sqlite", "${DATA_DIR}/ws"], "env": {"D": "${DATA_DIR}"}}
+    path.write_text(json.dumps({"mcpServers": {"a": entry}}))
+    environ = {"CONFIG_DIR": "/elsewhere", "DATA_DIR": "/x"}  # the file's own values win
+    [server] = load_servers(Path("conf/mcp.json"), environ=environ, data_dir=Path("state"))
+    assert server.args == (f"{tmp_path}/conf/db.sqlite", f"{tmp_path}/state/ws")
+    assert dict(server.env) == {"D": f"{tmp_path}/state"}
+    with pytest.raises(ConfigError, match="environment variable DATA_DIR is not set"):
+        load_servers(path, environ={})
+
+
+def test_a_variable_inside_a_default_is_refused_not_garbled() -> None:
+    message = refused({"a": {"command": "srv", "args": ["${URL:-sqlite:///${CONFIG_DIR}/x.db}"]}})
+    assert message == "mcp_servers.json: server 'a': field 'args.0': a default may not contain another ${...}"
 
 
 def test_integer_seconds_are_fine() -> None:

@@ -295,12 +295,12 @@ async def test_per_chat_instances_start_once_and_are_capped(write_config: Any, t
     config = write_config({"mine": entry})
     with anyio.fail_after(30):
         async with Registry(load_servers(config), max_chat_instances=2) as registry:
-            first, second = await gather(registry.catalogue(1), registry.catalogue(1))
-            assert len(first) == len(second) > 0  # the second caller waited for the instance the first started
+            first, second = await gather(registry.call("mine__pid", {}, 1), registry.call("mine__pid", {}, 1))
+            assert first.text() == second.text()  # the second caller waited for the instance the first started
             assert (await registry.call("mine__cwd", {}, chat_id=1)).text() == str(tmp_path / "ws-1")
             one = await connection_named(registry, "mine", chat_id=1)
-            await registry.connections(2)
-            await registry.connections(3)  # a third instance stops the least recently used one, chat 1's
+            await registry.call("mine__pid", {}, 2)
+            await registry.call("mine__pid", {}, 3)  # a third instance stops the least recently used one, chat 1's
             await one.wait_until(lambda c: c.status is Status.STOPPED)
             assert (await registry.call("mine__cwd", {}, chat_id=3)).text() == str(tmp_path / "ws-3")
 
