@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 
+from host.log import configure_logging
 from host.mcp.config import parse_servers
 from host.mcp.registry import Registry
 
@@ -33,15 +34,14 @@ def children() -> list[int]:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # it ended meanwhile
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def bench(chats: int, workspaces: Path) -> None:
@@ -52,30 +52,45 @@ async def bench(chats: int, workspaces: Path) -> None:
         "database": {"command": sys.executable, "args": ["-m", "servers.database", "--url", f"sqlite:///{DEMO}"]},
     }
     configs = parse_servers({"mcpServers": entries}, source="bench", environ=os.environ)
+    peak = {"processes": 0, "rss": 0.0}
+
+    async def sample() -> None:
+        while True:
+            pids = children()
+            peak["processes"] = max(peak["processes"], len(pids))
+            peak["rss"] = max(peak["rss"], sum(rss_mib(pid) for pid in pids))
+            await anyio.sleep(0.1)
+
+    with_tools = 0
     started = time.perf_counter()
-    async with Registry(configs) as registry:
+    async with Registry(configs) as registry, anyio.create_task_group() as sampler:
+        sampler.start_soon(sample)
 
         async def talk(chat_id: int) -> None:
-            await registry.catalogue(chat_id)
+            nonlocal with_tools
+            catalogue = await registry.catalogue(chat_id)
             await registry.instructions(chat_id)
+            with_tools += any(entry.spec.server == "filesystem" for entry in catalogue)
 
         async with anyio.create_task_group() as tasks:
             for chat_id in range(1, chats + 1):
                 tasks.start_soon(talk, chat_id)
         seconds = time.perf_counter() - started
-        pids = children()
-        child_rss = sum(rss_mib(pid) for pid in pids)
-        child_cpu = sum(cpu_seconds(pid) for pid in pids)
-        print(f"{chats} talking chats: {seconds:.1f} s until every chat had its catalogue")
-        print(f"  server processes: {len(pids)}, their memory {child_rss:.0f} MiB (RSS), their CPU {child_cpu:.1f} s")
-        print(f"  the host itself: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB peak RSS")
-        print(f"  workspaces created: {len(os.listdir(workspaces))}")
+        sampler.cancel_scope.cancel()
+    children_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"{chats} talking chats at once: {seconds:.1f} s until every chat had its catalogue")
+    print(f"  chats whose catalogue had the filesystem tools: {with_tools}")
+    print(f"  server processes: {peak['processes']} at most, {peak['rss']:.0f} MiB RSS together at most")
+    print(f"  CPU of all server processes: {children_cpu.ru_utime + children_cpu.ru_stime:.1f} s")
+    print(f"  the host itself: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB peak RSS")
+    print(f"  workspaces created: {len(os.listdir(workspaces))}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chats", type=int, default=200)
     options = parser.parse_args()
+    configure_logging("WARNING", "console")
     with tempfile.TemporaryDirectory() as folder:
         anyio.run(bench, options.chats, Path(folder))
 
