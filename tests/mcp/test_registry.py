@@ -161,13 +161,12 @@ async def test_chat_scope_gives_each_chat_its_own_process(write_config: Any, tmp
     config = write_config({"mine": entry})
     with anyio.fail_after(30):
         async with Registry(load_servers(config)) as registry:
-            assert await registry.connections(7) and await registry.connections(8)
             pid_7 = (await registry.call("mine__pid", {}, chat_id=7)).text()
-            pid_8 = (await registry.call("mine__pid", {}, chat_id=8)).text()
-            assert pid_7 != pid_8
             assert (await registry.call("mine__pid", {}, chat_id=7)).text() == pid_7
             workspace = await registry.call("mine__env", {"name": "WORKSPACE"}, chat_id=8)
             assert workspace.text() == str(tmp_path / "ws-8")
+            pid_8 = (await registry.call("mine__pid", {}, chat_id=8)).text()
+            assert pid_7 != pid_8
 
             instance = await connection_named(registry, "mine", chat_id=8)
             await instance.wait_until(lambda c: c.status is Status.STOPPED)  # idle for a second
