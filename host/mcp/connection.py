@@ -232,7 +232,7 @@ class ServerConnection:
                 reason = f"did not start within {self.config.init_timeout:g} s"
         except Exception as exc:
             reason = describe_failure(exc, self.config)
-            if isinstance(exc, MCPError) and wire.http_failure:
+            if reason == _SDK_HTTP_ERROR_MESSAGE and wire.http_failure:
                 reason = wire.http_failure
         finally:
             self._client = None

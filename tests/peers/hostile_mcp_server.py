@@ -31,7 +31,7 @@ def tools(options: argparse.Namespace) -> list[dict[str, Any]]:
         tool(
             "stderr_line", "Write one stderr line of `megabytes` MB, then answer.", {"megabytes": {"type": "integer"}}
         ),
-        tool("image_echo", "An image, its base64 repeated in structuredContent and as a data URI in text."),
+        tool("image_echo", "An image, its base64 repeated in structuredContent, also as a data URI."),
         tool("env", "The values of the named environment variables.", {"names": {"type": "array"}}),
         tool("pid", "The server's process id."),
     ]
@@ -105,11 +105,9 @@ def call(name: Any, arguments: dict[str, Any], result: Any, error: Any, head: by
         sys.stderr.buffer.flush()
         yield result(text_result("wrote it"))
     elif name == "image_echo":
-        content = [
-            {"type": "image", "data": PNG, "mimeType": "image/png"},
-            {"type": "text", "text": f"preview: data:image/png;base64,{PNG}"},
-        ]
-        yield result({"content": content, "structuredContent": {"image": PNG, "caption": "a chart"}})
+        content = [{"type": "image", "data": PNG, "mimeType": "image/png"}]
+        structured = {"image": PNG, "preview": f"data:image/png;base64,{PNG}", "caption": "a chart"}
+        yield result({"content": content, "structuredContent": structured})
     elif name == "env":
         names = arguments.get("names") or []
         yield result(text_result(json.dumps({n: os.environ.get(n) for n in names})))
