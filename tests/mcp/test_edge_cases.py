@@ -4,6 +4,7 @@ bytes that are not UTF-8, huge lines, base64 everywhere, sessions left open, and
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,28 @@ async def test_a_stdio_server_gets_the_proxy_certificate_and_locale_variables(mo
             seen = json.loads((await registry.call("h__env", {"names": names})).text())
     assert seen == passed | {"TZ": "UTC", "TELEGRAM_BOT_TOKEN": None}  # the server's own `env` wins
 
+
+
+# Runs a command and prints the peak resident memory of its largest process, in KiB (RUSAGE_CHILDREN).
+MEASURE = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak_mib_of_mcpbot_call(config: Path, tool: str, arguments: dict[str, Any]) -> tuple[str, int]:
+    """Run `mcpbot call h TOOL ARGS`; its stderr, and the peak resident memory of the bot or of the server,
+    whichever is larger (the hostile server streams what it writes and stays small)."""
+    env = {"PATH": "/usr/bin:/bin", "MCP_SERVERS_CONFIG": str(config), "LOG_LEVEL": "ERROR", "HOME": str(config.parent)}
+    command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "host", "call", "h", tool, json.dumps(arguments)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return done.stderr, int(done.stdout) // 1024
+
+
+def test_a_huge_stderr_line_and_a_huge_result_keep_the_bot_small(write_config: Any) -> None:
+    config = write_config({"h": hostile()})
+    errors, peak = peak_mib_of_mcpbot_call(config, "stderr_line", {"megabytes": 50})
+    assert (errors, peak < 150) == ("", True), f"{peak} MiB for a 50 MB stderr line"  # main: 198 MiB
+    errors, peak = peak_mib_of_mcpbot_call(config, "items", {"count": 200_000})
+    assert "items failed: the server sent a message of more than 100,000 JSON objects" in errors
+    assert peak < 150, f"{peak} MiB for a result of 200,000 items"  # main: 476 MiB
