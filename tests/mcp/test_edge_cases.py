@@ -163,7 +163,6 @@ async def test_a_stdio_server_gets_the_proxy_certificate_and_locale_variables(mo
     assert seen == passed | {"TZ": "UTC", "TELEGRAM_BOT_TOKEN": None}  # the server's own `env` wins
 
 
-
 # Runs a command and prints the peak resident memory of its largest process, in KiB (RUSAGE_CHILDREN).
 MEASURE = (
     "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
