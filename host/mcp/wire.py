@@ -16,6 +16,7 @@ from pydantic import ValidationError
 MAX_RESULT_ITEMS = 10_000  # content items in one tool result
 MAX_RESULT_CHARS = 32 * 1024 * 1024  # characters of text and base64 in one tool result, structured content included
 RESULT_TOO_LARGE = mcp_types.INTERNAL_ERROR
+_MAX_PENDING = 1_000
 _HANDSHAKE_VERSION = "2025-11-25"  # what the SDK assumes before a version is negotiated
 
 
@@ -34,6 +35,8 @@ class Wire:
     def sent(self, item: SessionMessage) -> None:
         message = item.message
         if isinstance(message, mcp_types.JSONRPCRequest) and message.method in ("tools/list", "tools/call"):
+            if len(self._methods) >= _MAX_PENDING:  # requests a server never answered (timed out, cancelled)
+                del self._methods[next(iter(self._methods))]
             self._methods[message.id] = message.method
 
     def received(self, item: SessionMessage | Exception) -> SessionMessage | Exception:

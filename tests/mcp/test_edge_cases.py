@@ -18,7 +18,7 @@ from host.mcp.config import parse_servers
 from host.mcp.connection import ServerConnection, Status
 from host.mcp.registry import Registry
 from host.mcp.tools import BinaryPart
-from tests.conftest import ROOT
+from tests.conftest import ROOT, process_alive
 
 pytestmark = pytest.mark.anyio
 
@@ -186,3 +186,19 @@ def test_a_huge_stderr_line_and_a_huge_result_keep_the_bot_small(write_config: A
     errors, peak = peak_mib_of_mcpbot_call(config, "items", {"count": 200_000})
     assert "items failed: the server sent a message of more than 100,000 JSON objects" in errors
     assert peak < 150, f"{peak} MiB for a result of 200,000 items"  # main: 476 MiB
+
+
+async def test_an_http_error_during_a_call_names_its_status_and_url(http_server: Any) -> None:
+    url = http_server(HOSTILE)
+    with anyio.fail_after(30):
+        async with registry_of({"remote": {"url": url}}) as registry:
+            failed = await registry.call("remote__http_error", {})
+            assert failed.is_error and failed.text() == f"http_error failed: HTTP 503 from {url} (MCP error -32603)"
+            assert (await registry.call("remote__echo", {"text": "still"})).text() == "still"
+
+
+async def test_a_server_that_ignores_its_closed_stdin_is_ended_with_sigterm() -> None:
+    with anyio.fail_after(30):
+        async with registry_of({"h": hostile("--linger")}) as registry:
+            pid = int((await registry.call("h__pid", {})).text())
+        assert not process_alive(pid)

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +35,7 @@ def tools(options: argparse.Namespace) -> list[dict[str, Any]]:
         tool("image_echo", "An image, its base64 repeated in structuredContent, also as a data URI."),
         tool("env", "The values of the named environment variables.", {"names": {"type": "array"}}),
         tool("pid", "The server's process id."),
+        tool("http_error", "Over HTTP: answered with status 503."),
     ]
     if options.untyped_tool:
         listed.insert(
@@ -135,6 +137,8 @@ def serve_stdio(options: argparse.Namespace) -> None:
         for piece in answer(options, message):
             out.write(piece)
         out.flush()
+    if options.linger:  # stdin closed: a polite server would exit now
+        time.sleep(3600)
 
 
 def serve_http(options: argparse.Namespace) -> None:
@@ -160,6 +164,8 @@ def serve_http(options: argparse.Namespace) -> None:
         if request.method == "GET":
             return Response(status_code=405)
         message = json.loads(await request.body())
+        if (message.get("params") or {}).get("name") == "http_error":
+            return Response("overloaded", status_code=503)
         headers = {}
         if message.get("method") == "initialize":
             session = uuid.uuid4().hex
@@ -184,6 +190,7 @@ def main() -> None:
     parser.add_argument("--instructions", help="the server's instructions")
     parser.add_argument("--exit", type=int, help="exit at once with this status, writing nothing")
     parser.add_argument("--non-json", action="store_true", help="greet on stdout before speaking JSON-RPC")
+    parser.add_argument("--linger", action="store_true", help="stay after stdin closes, until SIGTERM")
     parser.add_argument("--record", help="HTTP: append a line to this file for each DELETE")
     parser.add_argument("--status", type=int, help="HTTP: answer every request with this status")
     options = parser.parse_args()
