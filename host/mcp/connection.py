@@ -242,7 +242,7 @@ class ServerConnection:
         if wire.exit_status is not None:
             ended = exit_text(wire.exit_status)
             reason = ended if reason.lower() == "connection closed" else f"{reason}; {ended}"
-        if wire.non_json and not connected:
+        if wire.non_json and not connected and self.config.transport == "stdio":
             reason = f"{reason}; it wrote non-JSON on stdout, which is only for the protocol: {wire.non_json}"
         if stderr and stderr.tail():
             reason = f"{reason}; stderr: {stderr.tail()}"

@@ -42,7 +42,7 @@ class Wire:
     def received(self, item: SessionMessage | Exception) -> SessionMessage | Exception:
         """The item the session should see instead of `item`."""
         if isinstance(item, Exception):
-            if self.non_json is None:
+            if self.non_json is None and isinstance(item, ValidationError):
                 self.non_json = _unreadable_line(item)
             return item
         message = item.message
@@ -119,11 +119,8 @@ def _chars_over(value: Any, limit: int) -> bool:
     return False
 
 
-def _unreadable_line(exc: Exception) -> str:
-    """The start of a stdout line that was not JSON-RPC, quoted, for a failure reason."""
-    line: Any = None
-    if isinstance(exc, ValidationError) and exc.errors():
-        line = exc.errors()[0].get("input")
-    text = line if isinstance(line, str) else str(exc)
-    text = text.strip()
+def _unreadable_line(exc: ValidationError) -> str:
+    """The start of a line that was not JSON-RPC, quoted, for a failure reason."""
+    line = exc.errors()[0].get("input") if exc.errors() else None
+    text = (line if isinstance(line, str) else str(exc)).strip()
     return repr(text[:80] + ("..." if len(text) > 80 else ""))

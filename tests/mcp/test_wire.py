@@ -76,13 +76,12 @@ async def test_the_line_reader_joins_chunks_skips_blank_lines_and_caps_lines(mon
     refused = items[2]
     assert isinstance(refused, SessionMessage) and isinstance(refused.message, mcp_types.JSONRPCError)
     assert refused.message.id == 3 and "more than 3 JSON objects" in refused.message.error.message
-    assert Wire(anyio.Event()).received(items[3]) is items[3]
+    watched = Wire(anyio.Event())
+    assert watched.received(items[1]) is items[1] and watched.non_json is None  # refused, but not for its syntax
+    assert watched.received(items[3]) is items[3] and watched.non_json == "'not json'"
 
 
 def test_failure_texts() -> None:
-    watched = Wire(anyio.Event())
-    watched.received(ValueError("boom"))
-    assert watched.non_json == "'boom'"
     assert stdio.exit_text(0) == "it exited with status 0"
     assert stdio.exit_text(-9) == "it was killed by SIGKILL"
     assert stdio.exit_text(-200) == "it was killed by signal 200"
