@@ -14,7 +14,7 @@ def test_a_50_mb_stderr_line_is_read_in_bounded_memory_and_kept_short() -> None:
     def write() -> None:
         for _ in range(50):
             os.write(tail.writer.fileno(), block)
-        os.write(tail.writer.fileno(), "\nafter the long line\n".encode())
+        os.write(tail.writer.fileno(), b"\nafter the long line\n")
         tail.close_writer()
 
     tracemalloc.start()
