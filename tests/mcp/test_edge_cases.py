@@ -132,7 +132,7 @@ async def test_failures_say_what_happened(http_server: Any) -> None:
     servers = {
         "locked": {"url": http_server(HOSTILE, "--status", "401")},
         "silent": hostile("--exit", "3"),
-        "chatty": hostile("--non-json", init_timeout=2.0),
+        "chatty": hostile("--non-json", init_timeout=1.0),
         "garbage": peer_server("--garbage"),
     }
     with anyio.fail_after(30):
@@ -200,7 +200,8 @@ async def test_an_http_error_during_a_call_names_its_status_and_url(http_server:
             assert (await registry.call("remote__echo", {"text": "still"})).text() == "still"
 
 
-async def test_a_server_that_ignores_its_closed_stdin_is_ended_with_sigterm() -> None:
+async def test_a_server_that_ignores_its_closed_stdin_is_ended_with_sigterm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stdio, "EXIT_WAIT", 0.2)
     with anyio.fail_after(30):
         async with registry_of({"h": hostile("--linger")}) as registry:
             pid = int((await registry.call("h__pid", {})).text())
