@@ -82,9 +82,10 @@ def _chat(options: argparse.Namespace, settings: Settings) -> int:
 def _servers(options: argparse.Namespace, settings: Settings) -> int:
     configs = load_servers(settings.mcp_servers_config, data_dir=settings.data_dir)
     report = anyio.run(_server_report, configs, options.chat_id)
+    code = 1 if any(server["status"] != "connected" for server in report) else 0  # for scripts and health checks
     if options.json:
         print(json.dumps({"servers": report}, indent=2, ensure_ascii=False))
-        return 0
+        return code
     if not report:
         print(f"no enabled servers in {settings.mcp_servers_config}")
     for server in report:
@@ -93,7 +94,7 @@ def _servers(options: argparse.Namespace, settings: Settings) -> int:
         for tool in server["tools"]:
             summary = (tool["description"] or "").strip().splitlines()
             print(f"    {tool['name']}  {summary[0][:100] if summary else ''}".rstrip())
-    return 0
+    return code
 
 
 async def _server_report(configs: list[ServerConfig], chat_id: int) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """One MCP server connection, owned by one task: open, list tools, follow list changes, reopen after a failure.
 
 Every `async with Client` is entered and left in the owner task (`run`), as the SDK requires; other tasks
-only call tools through it. Imports config, tools, transports, stderr and errors; nothing else from the host.
+only call tools through it. Imports config, tools, transports, stderr, wire and errors; nothing else from the host.
 """
 
 import enum
@@ -22,8 +22,10 @@ from pydantic import ValidationError
 from host.errors import ServerUnavailable
 from host.mcp.config import ServerConfig
 from host.mcp.stderr import StderrTail
+from host.mcp.stdio import exit_text
 from host.mcp.tools import ToolResult, ToolSpec
 from host.mcp.transports import describe_failure, open_transport, redact
+from host.mcp.wire import Wire
 
 log = structlog.get_logger("host.mcp")
 
@@ -35,6 +37,11 @@ MAX_TOOL_PAGES = 100
 # what we send (a full stdin pipe, a stopped process), and the connection is taken down. The SDK gives up
 # sending the cancellation after 5 s, so a call always ends within its timeout + 5 s.
 STUCK_AFTER = 2.0
+# -32000 is both the SDK's "connection closed" and the first code of JSON-RPC's range for servers' own errors.
+# It means a lost connection only when the transport's stream ended too; that happens at once when it is so.
+CLOSED_GRACE = 1.0
+_SDK_CLOSED_MESSAGE = "Connection closed"
+_SDK_HTTP_ERROR_MESSAGE = "Server returned an error response"  # the SDK's stand-in for an HTTP error status
 
 
 class Status(enum.StrEnum):
@@ -69,6 +76,7 @@ class ServerConnection:
         self._client: Client | None = None
         self._lost = anyio.Event()
         self._lost_reason: str | None = None
+        self._wire = Wire(self._lost)
         self._refresh_wanted = anyio.Event()
         self._stopped = anyio.Event()
         self._scope = anyio.CancelScope()
@@ -135,9 +143,12 @@ class ServerConnection:
         try:
             result = await client.call_tool(tool, arguments)
         except MCPError as exc:
-            if exc.code == mcp_types.CONNECTION_CLOSED:
+            if exc.code == mcp_types.CONNECTION_CLOSED and await self._connection_ended(exc):
                 raise ServerUnavailable(self._lose(client, "the server closed the connection")) from None
-            return ToolResult.error(f"{tool} failed: {exc.message} (MCP error {exc.code})")
+            message = exc.message
+            if message == _SDK_HTTP_ERROR_MESSAGE and self._wire.http_failure:
+                message = self._wire.http_failure
+            return ToolResult.error(f"{tool} failed: {message} (MCP error {exc.code})")
         except ValidationError as exc:
             return ToolResult.error(f"{tool}: the server sent a malformed result ({exc.error_count()} problems)")
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
@@ -146,6 +157,13 @@ class ServerConnection:
         except Exception as exc:  # the SDK's own checks, e.g. structured content that breaks the output schema
             return ToolResult.error(f"{tool} failed: {describe_failure(exc, self.config)}")
         return ToolResult.from_mcp(result)
+
+    async def _connection_ended(self, exc: MCPError) -> bool:
+        """Whether a -32000 error means the connection is gone, rather than the server's own error for a call."""
+        if exc.message == _SDK_CLOSED_MESSAGE and exc.data is None:
+            with anyio.move_on_after(CLOSED_GRACE):
+                await self._wire.ended.wait()
+        return self._wire.ended.is_set()
 
     def _lose(self, client: Client, reason: str) -> str:
         """Take a broken connection out of service at once (the owner task reconnects); returns a message.
@@ -181,6 +199,7 @@ class ServerConnection:
         """One connection's whole life; returns whether it got as far as listing tools."""
         self._lost = anyio.Event()
         self._lost_reason = None
+        self._wire = wire = Wire(self._lost)
         stderr = StderrTail(self.name) if self.config.transport == "stdio" else None
         connected = False
         reason = "connection closed"
@@ -188,13 +207,14 @@ class ServerConnection:
             with anyio.CancelScope() as init_scope:
                 init_scope.deadline = anyio.current_time() + self.config.init_timeout
                 async with Client(
-                    open_transport(self.config, stderr, self._lost),
+                    open_transport(self.config, stderr, wire),
                     message_handler=self._on_message,
                     client_info=mcp_types.Implementation(name="mcpbot", version="0.1.0"),
                 ) as client:
                     if stderr:
                         stderr.close_writer()
                     self.instructions = client.instructions
+                    wire.protocol_version = client.protocol_version
                     async with anyio.create_task_group() as tasks:
                         # Subscribe before listing, so that no change between the two goes unnoticed.
                         await tasks.start(self._listen, client)
@@ -212,11 +232,18 @@ class ServerConnection:
                 reason = f"did not start within {self.config.init_timeout:g} s"
         except Exception as exc:
             reason = describe_failure(exc, self.config)
+            if reason == _SDK_HTTP_ERROR_MESSAGE and wire.http_failure:
+                reason = wire.http_failure
         finally:
             self._client = None
             if stderr:
                 stderr.close_writer()
         reason = self._lost_reason or reason
+        if wire.exit_status is not None:
+            ended = exit_text(wire.exit_status)
+            reason = ended if reason.lower() == "connection closed" else f"{reason}; {ended}"
+        if wire.non_json and not connected and self.config.transport == "stdio":
+            reason = f"{reason}; it wrote non-JSON on stdout, which is only for the protocol: {wire.non_json}"
         if stderr and stderr.tail():
             reason = f"{reason}; stderr: {stderr.tail()}"
         self._set(Status.FAILED, redact(reason, self.config))
@@ -273,12 +300,19 @@ class ServerConnection:
             cursor = page.next_cursor
             if not cursor:
                 break
+        for name, reason in self._wire.skipped_tools.items():
+            self._log.warning("mcp_tool_skipped", tool=name, reason=f"the SDK refuses its definition: {reason}")
+        self._wire.skipped_tools.clear()
         wanted = self.config.tools
         specs = []
         for tool in listed:
             if not any(fnmatch.fnmatchcase(tool.name, pattern) for pattern in wanted.include):
                 continue
             if any(fnmatch.fnmatchcase(tool.name, pattern) for pattern in wanted.exclude):
+                continue
+            if tool.execution and tool.execution.task_support == "required":
+                # Such a tool can only be called as a task, which this host does not do: offering it would fail.
+                self._log.warning("mcp_tool_skipped", tool=tool.name, reason="it runs only as a task (taskSupport)")
                 continue
             try:
                 specs.append(ToolSpec.from_mcp(self.name, tool))

@@ -1,6 +1,7 @@
 """A stdio server's stderr: forwarded to our log line by line, its last lines kept to explain a failure.
 
-A pipe read by a daemon thread, since the SDK hands the child a file descriptor. Imports nothing from the host.
+A pipe read in bounded chunks by a daemon thread, since the SDK hands the child a file descriptor: a line of
+any length costs at most `_MAX_LINE` characters. Imports nothing from the host.
 """
 
 import collections
@@ -12,6 +13,7 @@ import structlog
 
 _TAIL_LINES = 20
 _MAX_LINE = 2000
+_CHUNK = 64 * 1024
 
 log = structlog.get_logger("host.mcp.stderr")
 
@@ -22,19 +24,31 @@ class StderrTail:
     def __init__(self, server: str) -> None:
         read_fd, write_fd = os.pipe()
         self.writer: TextIO = os.fdopen(write_fd, "w")
-        self._reader = os.fdopen(read_fd, "r", encoding="utf-8", errors="replace")
+        self._read_fd = read_fd
         self._server = server
         self._lines: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._thread = threading.Thread(target=self._pump, name=f"stderr-{server}", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
-        with self._reader:
-            for line in self._reader:
-                line = line.rstrip()[:_MAX_LINE]
-                if line:
-                    self._lines.append(line)
-                    log.debug("server_stderr", server=self._server, line=line)
+        """Read until the child's end closes; keep the first `_MAX_LINE` bytes of each line, drop the rest."""
+        line = bytearray()
+        try:
+            while chunk := os.read(self._read_fd, _CHUNK):
+                *ended, rest = chunk.split(b"\n")
+                for piece in ended:
+                    self._add(line + piece[: max(0, _MAX_LINE - len(line))])
+                    line.clear()
+                line += rest[: max(0, _MAX_LINE - len(line))]
+            self._add(line)
+        finally:
+            os.close(self._read_fd)
+
+    def _add(self, raw: bytes | bytearray) -> None:
+        line = bytes(raw).decode("utf-8", errors="replace").rstrip()
+        if line:
+            self._lines.append(line)
+            log.debug("server_stderr", server=self._server, line=line)
 
     def close_writer(self) -> None:
         """Drop our copy of the write end, so that the reader ends when the child does."""

@@ -5,6 +5,7 @@ Imports mcp_types and host.mcp.schema; no other host module.
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,9 @@ import mcp_types
 from host.mcp.schema import function_parameters
 
 DEFAULT_RESULT_MAX_CHARS = 16_000
+MAX_DESCRIPTION_CHARS = 2_000  # a tool's description is the server's text in every request: capped like its notes
+# Base64 or a data: URI long enough to be a file, not a word: the model gets a note in its place.
+_BINARY_TEXT = re.compile(r"(?:data:([\w.+-]+/[\w.+-]+)?(?:;[\w=.+-]+)*;base64,)?[A-Za-z0-9+/]{256,}={0,2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +37,7 @@ class ToolSpec:
         return cls(
             server=server,
             name=tool.name,
-            description=tool.description or tool.title or "",
+            description=_capped(tool.description or tool.title or "", MAX_DESCRIPTION_CHARS),
             parameters=function_parameters(dict(tool.input_schema)),
             read_only=annotations.read_only_hint if annotations else None,
             destructive=annotations.destructive_hint if annotations else None,
@@ -93,11 +97,12 @@ class ToolResult:
         )
 
     def text(self) -> str:
-        """Everything a text-only reader (the model, a terminal) should see, uncapped."""
+        """Everything a text-only reader (the model, a terminal) should see, uncapped; binary data that came as
+        text (base64, data: URIs, in text or structured content) is replaced by a short note."""
         pieces = [_describe(part) for part in self.parts]
         if self.structured is not None and not any(isinstance(part, TextPart) for part in self.parts):
             pieces.append(json.dumps(self.structured, ensure_ascii=False, default=str))
-        return "\n".join(pieces)
+        return _BINARY_TEXT.sub(_binary_note, "\n".join(pieces))
 
     def capped(self, max_chars: int = DEFAULT_RESULT_MAX_CHARS) -> "ToolResult":
         """This result with its text cut to `max_chars` and a visible note; binary parts are kept."""
@@ -123,6 +128,22 @@ def _part(block: mcp_types.ContentBlock) -> Part:
         case mcp_types.ResourceLink():
             return LinkPart(str(block.uri), block.name, block.description)
     return TextPart(f"[unsupported content: {getattr(block, 'type', type(block).__name__)}]")
+
+
+def _binary_note(match: re.Match[str]) -> str:
+    """The note for one run of base64; a run that only looks like it (a long path of words) stays as it is."""
+    run = match.group(0)
+    if not run.startswith("data:"):
+        mixed = any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+        if not mixed or run.count("/") > len(run) // 16:
+            return run
+    size = len(run) * 3 // 4
+    kind = match.group(1) or "binary data"
+    return f"[{kind}, about {size:,} bytes of base64, left out]"
+
+
+def _capped(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[:max_chars].rstrip() + " [...]"
 
 
 def _decode(data: str) -> bytes:

@@ -1,40 +1,66 @@
-"""The three transports (stdio, SSE, Streamable HTTP) built from a ServerConfig, each watched for its end,
-and one-line descriptions of transport failures that never carry secrets.
+"""The three transports (stdio, SSE, Streamable HTTP) built from a ServerConfig, their traffic reported to a
+Wire, and one-line descriptions of transport failures that never carry secrets.
 
-Imports config and stderr; nothing else from the host.
+Imports config, stderr, stdio and wire; nothing else from the host.
 """
 
+import os
 import re
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import httpx2
-from mcp import MCPError, StdioServerParameters
+from mcp import MCPError
 from mcp.client._transport import Transport, TransportStreams
 from mcp.client.sse import sse_client
-from mcp.client.stdio import stdio_client
+from mcp.client.stdio import get_default_environment
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import SessionMessage
 
 from host.mcp.config import ServerConfig
 from host.mcp.stderr import StderrTail
+from host.mcp.stdio import stdio_transport
+from host.mcp.wire import Wire
 
 HTTP_READ_TIMEOUT = 300.0  # an SSE stream may stay quiet this long between events
+CLOSE_TIMEOUT = 3.0  # for a transport's goodbye (Streamable HTTP's DELETE), even when the owner is cancelled
+_SESSION_HEADER = "mcp-session-id"
+_VERSION_HEADER = "mcp-protocol-version"
 _SECRET_MIN_LENGTH = 6  # shorter values are too common in prose to be worth masking
 _SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASS|AUTH|CREDENTIAL|COOKIE|SESSION", re.IGNORECASE)
+# What a stdio server gets of the bot's environment besides the SDK's HOME, LOGNAME, PATH, SHELL, TERM and USER:
+# the network's proxies and certificates, and the locale. The server's own `env` in mcp_servers.json wins.
+INHERITED_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+)
+INHERITED_PREFIXES = ("LC_",)
 
 
-def open_transport(config: ServerConfig, stderr: StderrTail | None, ended: anyio.Event) -> Transport:
-    """The SDK transport for `config`; `ended` is set when the server's side of it ends."""
+def open_transport(config: ServerConfig, stderr: StderrTail | None, wire: Wire) -> Transport:
+    """The SDK transport for `config`, reporting its traffic and its end to `wire`."""
     inner: Transport
     if config.transport == "stdio":
         assert config.command is not None and stderr is not None
-        params = StdioServerParameters(
-            command=config.command, args=list(config.args), env=dict(config.env) or None, cwd=config.cwd
-        )
-        inner = stdio_client(params, errlog=stderr.writer)
+        env = get_default_environment() | inherited_environment() | dict(config.env)
+        inner = stdio_transport(config.command, config.args, env=env, cwd=config.cwd, errlog=stderr.writer, wire=wire)
     elif config.transport == "sse":
         assert config.url is not None
         read_timeout = max(HTTP_READ_TIMEOUT, config.timeout + 30)
@@ -43,35 +69,66 @@ def open_transport(config: ServerConfig, stderr: StderrTail | None, ended: anyio
         )
     else:
         assert config.url is not None
-        inner = _streamable_http(config)
-    return _watched(inner, ended)
+        inner = _streamable_http(config, wire)
+    return _watched(inner, wire)
+
+
+def inherited_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The bot's proxy, certificate and locale variables, for a stdio server."""
+    environ = dict(os.environ) if environ is None else environ
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in INHERITED_VARIABLES or name.startswith(INHERITED_PREFIXES)
+    }
 
 
 @asynccontextmanager
-async def _streamable_http(config: ServerConfig) -> AsyncIterator[TransportStreams]:
-    """The SDK's Streamable HTTP transport with our headers (it takes them only through its HTTP client)."""
+async def _streamable_http(config: ServerConfig, wire: Wire) -> AsyncIterator[TransportStreams]:
+    """The SDK's Streamable HTTP transport with our headers (it takes them only through its HTTP client).
+
+    We end the session with its DELETE ourselves, shielded and bounded: the SDK sends it while closing, and a
+    cancelled owner task (the bot stopping) cancelled that request before it left.
+    """
     assert config.url is not None
+    url = config.url
     timeout = httpx2.Timeout(config.init_timeout, read=max(HTTP_READ_TIMEOUT, config.timeout + 30))
-    async with (
-        httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as http,
-        streamable_http_client(config.url, http_client=http) as streams,
-    ):
-        yield streams
+    session: dict[str, str] = {}
+
+    async def note(response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            wire.http_failure = http_status_text(response.status_code, str(response.request.url))
+        if session_id := response.headers.get(_SESSION_HEADER):
+            session[_SESSION_HEADER] = session_id
+        if version := response.request.headers.get(_VERSION_HEADER):
+            session[_VERSION_HEADER] = version
+
+    hooks = {"response": [note]}
+    async with httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout, event_hooks=hooks) as http:
+        try:
+            async with streamable_http_client(url, http_client=http, terminate_on_close=False) as streams:
+                yield streams
+        finally:
+            if _SESSION_HEADER in session:
+                with anyio.CancelScope(shield=True) as scope, suppress(httpx2.HTTPError):
+                    scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
+                    await http.delete(url, headers=session)
 
 
 @asynccontextmanager
-async def _watched(transport: Transport, ended: anyio.Event) -> AsyncIterator[TransportStreams]:
+async def _watched(transport: Transport, wire: Wire) -> AsyncIterator[TransportStreams]:
     async with transport as (read_stream, write_stream):
-        yield _WatchedReadStream(read_stream, ended), write_stream
-    ended.set()
+        yield _WatchedReadStream(read_stream, wire), _WatchedWriteStream(write_stream, wire)
+    wire.ended.set()
 
 
 class _WatchedReadStream:
-    """A read stream that sets an event when it reaches its end (a stdio child exited, a stream closed)."""
+    """A read stream that passes each message through the wire and sets `wire.ended` at its end (a stdio child
+    exited, a stream closed)."""
 
-    def __init__(self, inner: Any, ended: anyio.Event) -> None:
+    def __init__(self, inner: Any, wire: Wire) -> None:
         self._inner = inner
-        self._ended = ended
+        self._wire = wire
 
     @property
     def last_context(self) -> Any:
@@ -79,10 +136,11 @@ class _WatchedReadStream:
 
     async def receive(self) -> Any:
         try:
-            return await self._inner.receive()
+            item = await self._inner.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._ended.set()
+            self._wire.ended.set()
             raise
+        return self._wire.received(item)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -103,6 +161,39 @@ class _WatchedReadStream:
         await self.aclose()
 
 
+class _WatchedWriteStream:
+    """A write stream that tells the wire which requests went out, so that it knows what each answer answers."""
+
+    def __init__(self, inner: Any, wire: Wire) -> None:
+        self._inner = inner
+        self._wire = wire
+
+    async def send(self, item: SessionMessage, /) -> None:
+        self._wire.sent(item)
+        await self._inner.send(item)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> "_WatchedWriteStream":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def http_status_text(status: int, url: str) -> str:
+    """`HTTP 401 from https://host/mcp`, with what the status means for an operator where it is plain."""
+    text = f"HTTP {status} from {_public_url(url)}"
+    if status == 401:
+        text += ": the server wants authentication (give it 'headers' in mcp_servers.json)"
+    elif status == 403:
+        text += ": the server refused these credentials"
+    elif status == 404:
+        text += ": nothing there (check the server's 'url')"
+    return text
+
+
 def describe_failure(exc: BaseException, config: ServerConfig) -> str:
     """One line for a log or a user: the innermost meaningful exception, no traceback, no secrets."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -117,7 +208,7 @@ def describe_failure(exc: BaseException, config: ServerConfig) -> str:
     elif isinstance(exc, MCPError):
         text = exc.message
     elif isinstance(exc, httpx2.HTTPStatusError):
-        text = f"HTTP {exc.response.status_code} from {_public_url(str(exc.request.url))}"
+        text = http_status_text(exc.response.status_code, str(exc.request.url))
     elif isinstance(exc, httpx2.ConnectError):
         text = f"cannot connect to {_public_url(config.url or '')}"
     elif isinstance(exc, httpx2.HTTPError):

@@ -71,7 +71,7 @@ async def test_the_system_prompt_carries_the_date_and_the_servers_instructions(
         await run_turn(engine, new_id(), "hi")
     system = model_server.bodies[0]["messages"][0]["content"]
     assert system.startswith("Be brief.") and "Today is " in system
-    assert "## ours\nTest server: use echo to repeat text." in system
+    assert '<server-notes server="ours">\nTest server: use echo to repeat text.\n</server-notes>' in system
     tools = {tool["function"]["name"] for tool in model_server.bodies[0]["tools"]}
     assert {"ours__add", "ours__echo"} <= tools
 
