@@ -121,7 +121,7 @@ class Poller:
         self.token_rejected = False
         # The raw JSON of each batch is read here, not through Bot.get_updates, which parses a batch as a whole:
         # one unreadable update would fail the call and come again forever.
-        self.request = HTTPXRequest(connection_pool_size=1)
+        self.request = _PollRequest(connection_pool_size=1)
 
     async def __aenter__(self) -> "Poller":
         await self.request.initialize()
@@ -175,9 +175,14 @@ class Poller:
         """One getUpdates from self.offset that Telegram holds up to `wait` seconds: the raw updates (PTB's errors
         for the failures)."""
         query = {"offset": self.offset, "timeout": wait, "allowed_updates": json.dumps(self.allowed_updates)}
-        result = await self.request.post(
-            f"{self.bot.base_url}/getUpdates?{urlencode(query)}", read_timeout=wait + READ_MARGIN
-        )
+        try:
+            result = await self.request.post(
+                f"{self.bot.base_url}/getUpdates?{urlencode(query)}", read_timeout=wait + READ_MARGIN
+            )
+        except TelegramError:
+            raise
+        except Exception as error:  # PTB reads a 200's JSON as it is: {"ok": true} without result is a KeyError
+            raise TelegramError(f"getUpdates answered what no Bot API would: {_reason(error)}") from error
         if not isinstance(result, list):
             raise TelegramError(f"getUpdates answered {type(result).__name__}, not a list of updates")
         return result
@@ -195,6 +200,21 @@ class Poller:
             log.error("update_unreadable", update_id=update_id, error=_reason(error), kind=_kind(raw))
             return
         self.accept(update)
+
+
+class _PollRequest(HTTPXRequest):
+    """PTB's HTTPX request, except that a body that is not JSON (a proxy's 502 page) is only the TelegramError it
+    becomes: PTB's own parser also logs each one with a traceback, a line per retry during an outage."""
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(payload.decode("utf-8", "replace"))
+        except ValueError:
+            raise TelegramError("Invalid server response") from None
+        if not isinstance(data, dict):
+            raise TelegramError(f"Invalid server response: a JSON {type(data).__name__}, not an object")
+        return data
 
 
 def _kind(raw: Any) -> str:

@@ -2,6 +2,7 @@
 against the fake Bot API, and `mcpbot run` end to end through an outage, a poison update and a revoked token."""
 
 import itertools
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -77,7 +78,9 @@ def gaps(api: FakeBotAPI, method: str = "getUpdates") -> list[float]:
 
 
 @pytest.mark.anyio
-async def test_5xx_a_dropped_connection_and_409_are_retried_and_logged_once(api: FakeBotAPI) -> None:
+async def test_5xx_a_dropped_connection_and_409_are_retried_and_logged_once(
+    api: FakeBotAPI, caplog: pytest.LogCaptureFixture
+) -> None:
     api.fail("getUpdates", 502, "Bad Gateway", times=2, raw_body=BAD_GATEWAY_PAGE)
     api.fail("getUpdates", 503, "Service Unavailable")
     api.drop("getUpdates")
@@ -92,6 +95,7 @@ async def test_5xx_a_dropped_connection_and_409_are_retried_and_logged_once(api:
     assert outage["method"] == "getUpdates" and "Bad Gateway" in outage["error"]
     [recovered] = events(logs, "telegram_available_again")
     assert recovered["failed_attempts"] == 5 and recovered["outage_seconds"] > 0
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]  # PTB's own logs too
 
 
 @pytest.mark.anyio
@@ -178,8 +182,13 @@ async def test_delete_webhook_before_polling_is_retried_too(api: FakeBotAPI) -> 
 
 
 @pytest.mark.anyio
-async def test_a_result_that_is_not_a_list_is_an_outage_too(api: FakeBotAPI) -> None:
+async def test_answers_no_bot_api_would_give_are_an_outage_too(
+    api: FakeBotAPI, caplog: pytest.LogCaptureFixture
+) -> None:
     api.answer("getUpdates", {"not": "a list"})
+    api.fail("getUpdates", 200, "", raw_body='{"ok": true}')  # no result
+    api.fail("getUpdates", 200, "", raw_body="[1, 2]")  # JSON, but no object
+    api.fail("getUpdates", 200, "", raw_body="<html>maintenance</html>")
     api.push_message(42, "hello")
     with capture_logs() as logs, anyio.fail_after(10):
         async with polled(api) as seen:
@@ -187,6 +196,8 @@ async def test_a_result_that_is_not_a_list_is_an_outage_too(api: FakeBotAPI) -> 
     assert seen.texts() == ["hello"] and seen.failures == []
     [outage] = events(logs, "telegram_unavailable")
     assert "not a list" in outage["error"]
+    assert events(logs, "telegram_available_again")[0]["failed_attempts"] == 4
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]  # PTB's own logs too
 
 
 # -- the token ----------------------------------------------------------------------------------------------------
@@ -302,6 +313,7 @@ def test_the_bot_rides_out_a_polling_outage_and_answers(
     [recovered] = log_events(bot, "telegram_available_again")
     assert recovered["failed_attempts"] == 6
     assert not log_events(bot, "bot_failing")
+    assert sum("Bad Gateway" in line for line in bot.log.splitlines()) == 1  # one line for the whole outage
 
 
 def test_a_poison_update_is_skipped_and_never_read_again_after_a_restart(
