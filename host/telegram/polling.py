@@ -81,7 +81,7 @@ class Outage:
                 error=_reason(error),
                 meaning=_meaning(error),
                 retry_in=wait,
-                retry_at_most_every=self.backoff_cap,
+                longest_wait=self.backoff_cap,
             )
         return wait
 
@@ -221,7 +221,7 @@ def _kind(raw: Any) -> str:
     """The update's type ("message", "edited_message"...), never its content."""
     if not isinstance(raw, dict):
         return type(raw).__name__
-    return ",".join(sorted(str(key) for key in raw if key != "update_id")) or "empty"
+    return ",".join(sorted(str(key) for key in raw if key != "update_id"))[:REASON_CHARS] or "empty"
 
 
 def _reason(error: BaseException) -> str:
