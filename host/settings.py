@@ -59,6 +59,9 @@ class Settings(BaseSettings):
 
     mcp_servers_config: Path = Path("./mcp_servers.json")
 
+    # Telegram polling (issue 9, items 1-2): the longest wait between getUpdates retries during an outage
+    telegram_poll_retry_max_seconds: float = Field(default=30.0, gt=0)
+
     @field_validator("admin_user_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:

@@ -16,7 +16,7 @@ import anyio
 import structlog
 import uvicorn
 from telegram import Bot, BotCommand, Update
-from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.request import HTTPXRequest
 
 from host import log as logs
@@ -27,17 +27,13 @@ from host.settings import Settings
 from host.storage.repository import StorageError
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
+from host.telegram.polling import polling
 from host.telegram.queues import ChatQueues
-from host.telegram.send import retry_after_seconds
 from host.telegram.webhook import webhook_app
 
 log = structlog.get_logger("host.telegram")
 
 ALLOWED_UPDATES = ["message"]
-POLL_TIMEOUT = 30  # seconds a long poll waits for updates
-POLL_PAUSE = 0.05
-POLL_BACKOFF_FIRST = 0.5
-POLL_BACKOFF_CAP = 30.0
 CONNECTIONS = 256  # to the Bot API, shared by all chats' replies
 CLOSE_SECONDS = 10.0  # for each step of closing that talks to Telegram
 READY_SECONDS = 5.0
@@ -151,8 +147,7 @@ def _bot(settings: Settings, token: str) -> Bot:
         base_url=base_url,
         base_file_url=file_url,
         request=HTTPXRequest(connection_pool_size=CONNECTIONS, pool_timeout=30.0),
-        get_updates_request=HTTPXRequest(connection_pool_size=2),  # PTB adds the poll's timeout to its read timeout
-    )
+    )  # getUpdates goes through polling.Poller's own connection
 
 
 async def _sign_in(bot: Bot, settings: Settings) -> BotIdentity:
@@ -194,7 +189,17 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
                 queues.submit((message.chat_id, message.topic_id), message)
 
         chores.start_soon(_forget_old_updates, app)
-        source = _webhook(app, bot, accept) if settings.telegram_webhook_url else _polling(bot, accept, stop)
+        source = (
+            _webhook(app, bot, accept)
+            if settings.telegram_webhook_url
+            else polling(
+                bot,
+                accept,
+                stop.fail,
+                allowed_updates=ALLOWED_UPDATES,
+                backoff_cap=settings.telegram_poll_retry_max_seconds,
+            )
+        )
         async with source:
             stop.serving = True
             log.info("bot_running", mode="webhook" if settings.telegram_webhook_url else "polling")
@@ -216,73 +221,6 @@ async def _forget_old_updates(app: App) -> None:
         except StorageError as error:
             log.warning("old_updates_not_forgotten", error=str(error))
         await anyio.sleep(FORGET_EVERY)
-
-
-@asynccontextmanager
-async def _polling(bot: Bot, accept: Callable[[Update], None], stop: _Stop) -> AsyncIterator[None]:
-    """Long polling (getUpdates) in a task; on the way out the updates handed over are confirmed to Telegram."""
-    try:
-        await bot.delete_webhook()  # polling and a webhook exclude each other
-    except TelegramError as error:
-        raise HostError(f"deleteWebhook before polling failed: {error}") from None
-    poller = _Poller(bot, accept, stop)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(poller.run)
-        try:
-            yield
-        finally:
-            tasks.cancel_scope.cancel()
-    with anyio.move_on_after(CLOSE_SECONDS, shield=True):
-        await poller.confirm()
-
-
-class _Poller:
-    """getUpdates in a loop. Each update goes to `accept` (which queues it) before the next poll confirms it, so
-    an update is never confirmed unread. Network failures, 5xx and 409 (another instance polling) are retried with
-    capped backoff; a 429 is waited out; a rejected token stops the bot with that reason."""
-
-    def __init__(self, bot: Bot, accept: Callable[[Update], None], stop: _Stop) -> None:
-        self.bot = bot
-        self.accept = accept
-        self.stop = stop
-        self.offset = 0
-
-    async def run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                updates = await self.bot.get_updates(
-                    offset=self.offset, timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES
-                )
-            except InvalidToken:
-                self.stop.fail(ConfigError("TELEGRAM_BOT_TOKEN was rejected while polling: was it revoked?"))
-                return
-            except Exception as error:  # not a Bot API error: updates PTB cannot read; they would come again
-                log.exception("updates_unreadable")
-                self.stop.fail(HostError(f"the Bot API sent updates this bot cannot read: {error!r}"[:300]))
-                return
-            except RetryAfter as error:
-                await anyio.sleep(retry_after_seconds(error))
-                continue
-            except TelegramError as error:
-                failures += 1
-                delay = min(POLL_BACKOFF_CAP, POLL_BACKOFF_FIRST * 2 ** (failures - 1))
-                log.warning("polling_failed", error=str(error), retry_in=delay)
-                await anyio.sleep(delay)
-                continue
-            failures = 0
-            for update in updates:
-                self.offset = update.update_id + 1
-                self.accept(update)
-            if updates:  # busy: let a few more arrive, so that one poll brings several (at most 20 polls a second)
-                await anyio.sleep(POLL_PAUSE)
-
-    async def confirm(self) -> None:
-        if self.offset:
-            try:
-                await self.bot.get_updates(offset=self.offset, timeout=0, allowed_updates=ALLOWED_UPDATES)
-            except TelegramError as error:  # they will come again after a restart, and be recognised then
-                log.info("updates_not_confirmed", error=str(error))
 
 
 @asynccontextmanager

@@ -9,6 +9,9 @@ thread of its own; every helper is thread-safe. Imports nothing from the host.
         api.wait_until(lambda: api.texts(42) == ["hello"])     # sync tests (blocks this thread)
         await api.wait_for(lambda: len(api.sent(42)) >= 1)     # async tests (never blocks the loop)
         api.flood("sendMessage", times=1, retry_after=3)       # the next sendMessage answers 429
+        api.fail("getUpdates", 502, "Bad Gateway", times=3)    # the next 3 polls answer 502
+        api.drop("getUpdates")                                 # the next poll gets its connection closed
+        api.push_update({"message": {"message_id": 1, "text": "no date, no chat"}})  # a malformed update
         assert api.commands[0]["command"] == "start"
 
 Like Telegram it checks the token (401), rejects unknown methods (404), validates parse_mode="HTML" text
@@ -16,6 +19,8 @@ Like Telegram it checks the token (401), rejects unknown methods (404), validate
 "message is not modified" to an edit that changes nothing and 409 to getUpdates while a webhook is set.
 Markdown parse modes are accepted as they are, not parsed. getUpdates confirms, like Telegram, every delivered
 update below `offset`; an update pushed again with an old update_id is delivered again (to test de-duplication).
+Faults are injected per method, in order: `fail` (an error, or a proxy's HTML page), `flood` (429), `drop` (the
+connection closed unanswered), `stall` (a late answer) and `answer` (a result as it is).
 """
 
 import asyncio
@@ -64,17 +69,44 @@ _AUTO_ENTITIES = re.compile(r"(?P<bot_command>^/[a-zA-Z0-9_]+(?:@[a-zA-Z0-9_]+)?
 class ApiError(Exception):
     """An error answer: `{"ok": false, "error_code": status, "description": description, ...}`."""
 
-    def __init__(self, status: int, description: str, parameters: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, status: int, description: str, parameters: dict[str, Any] | None = None, *, raw_body: str | None = None
+    ) -> None:
         super().__init__(description)
         self.status = status
         self.description = description
         self.parameters = parameters
+        self.raw_body = raw_body  # sent as text/html instead of the JSON error, like a proxy in front of Telegram
 
-    def response(self) -> JSONResponse:
+    def response(self) -> Response:
+        if self.raw_body is not None:
+            return Response(self.raw_body, status_code=self.status, media_type="text/html")
         body: dict[str, Any] = {"ok": False, "error_code": self.status, "description": self.description}
         if self.parameters:
             body["parameters"] = self.parameters
         return JSONResponse(body, status_code=self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """An injected fault: the connection is closed once the request is read, without an answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """An injected fault: the request is answered as usual, but only after `seconds`."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An injected fault: `{"ok": true, "result": result}` whatever the request, e.g. malformed updates."""
+
+    result: Any
+
+
+Fault = ApiError | Drop | Stall | Answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +248,7 @@ class FakeBotAPI:
         self._messages: dict[tuple[int | str, int], dict[str, Any]] = {}  # the bot's, current state
         self._order: list[tuple[int | str, int]] = []
         self._deleted: set[tuple[int | str, int]] = set()
-        self._injected: dict[str, list[ApiError]] = {}
+        self._injected: dict[str, list[Fault]] = {}
         self._files: dict[str, tuple[str, bytes]] = {}
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {"url": "", "secret_token": None}
@@ -329,13 +361,41 @@ class FakeBotAPI:
         return update_id
 
     def fail(
-        self, method: str, status: int, description: str, *, times: int = 1, parameters: dict[str, Any] | None = None
+        self,
+        method: str,
+        status: int,
+        description: str,
+        *,
+        times: int = 1,
+        parameters: dict[str, Any] | None = None,
+        raw_body: str | None = None,
     ) -> None:
-        """The next `times` calls of `method` answer this error instead of running."""
+        """The next `times` calls of `method` answer this error instead of running (`raw_body`: that text as
+        text/html instead of the Bot API's JSON error, as a proxy's 502 page comes)."""
         with self._lock:
             self._injected.setdefault(method.lower(), []).extend(
-                ApiError(status, description, parameters) for _ in range(times)
+                ApiError(status, description, parameters, raw_body=raw_body) for _ in range(times)
             )
+
+    def inject(self, method: str, fault: Fault, *, times: int = 1) -> None:
+        """The next `times` calls of `method` meet this fault (after the faults injected before it)."""
+        with self._lock:
+            self._injected.setdefault(method.lower(), []).extend(fault for _ in range(times))
+
+    def drop(self, method: str, *, times: int = 1) -> None:
+        """The next `times` calls of `method` get no answer: the server closes the connection once the request
+        is read (recorded as a Call with status 0)."""
+        self.inject(method, Drop(), times=times)
+
+    def stall(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """The next `times` calls of `method` are answered only after `seconds` (a slow proxy or network)."""
+        self.inject(method, Stall(seconds), times=times)
+
+    def answer(self, method: str, result: Any, *, times: int = 1) -> None:
+        """The next `times` calls of `method` answer `result` as it is: a getUpdates result that is no list, or
+        updates the server would never make (without update_id). Ordinary malformed updates, such as a message
+        without `date` or `chat`, are better served with push_update, which confirms them like Telegram."""
+        self.inject(method, Answer(result), times=times)
 
     def flood(self, method: str, *, times: int = 1, retry_after: int = 1) -> None:
         """The next `times` calls of `method` answer 429 Too Many Requests with this retry_after."""
@@ -487,8 +547,20 @@ class FakeBotAPI:
         try:
             with self._lock:
                 injected = self._injected.get(method.lower())
-                if injected:
-                    raise injected.pop(0)
+                fault = injected.pop(0) if injected else None
+            if isinstance(fault, ApiError):
+                raise fault
+            if isinstance(fault, Drop):
+                assert self._http is not None
+                self._http.drop(request.scope.get("client"))
+                self._record(Call(method, params, 0, arrived))
+                await asyncio.sleep(0)  # uvicorn sees the connection lost, so it sends nothing more
+                return Response(status_code=500)
+            if isinstance(fault, Answer):
+                self._record(Call(method, params, 200, arrived))
+                return JSONResponse({"ok": True, "result": fault.result})
+            if isinstance(fault, Stall):
+                await asyncio.sleep(fault.seconds)
             if method == "getUpdates":
                 result = await self._get_updates(params)
             else:

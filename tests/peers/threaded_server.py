@@ -59,6 +59,17 @@ class ThreadedServer:
             with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
                 loop.call_soon_threadsafe(callback)
 
+    def drop(self, client: tuple[str, int] | None) -> bool:
+        """Close the connection from `client` (an ASGI scope's "client") without answering; call it from the app,
+        on the server's loop. False when no such connection is open."""
+        if self._server is None or client is None:
+            return False
+        for connection in list(self._server.server_state.connections):
+            if getattr(connection, "client", None) == tuple(client):
+                connection.transport.close()
+                return True
+        return False
+
     def stop(self) -> None:
         """Stop serving (waiting at most 15 s for the thread) and close the socket."""
         if self._server is not None:

@@ -549,16 +549,6 @@ def test_a_webhook_port_in_use_is_a_clear_error(api: FakeBotAPI, model: Scripted
     assert f"cannot listen on 127.0.0.1:{port}" in bot.log
 
 
-def test_an_update_the_bot_cannot_read_stops_it_with_the_reason(
-    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
-) -> None:
-    with bot_process(api, model, tmp_path) as bot:
-        assert bot.process is not None
-        api.push_update({"message": {"message_id": 1, "date": "not a date", "chat": {"id": 1, "type": "private"}}})
-        assert bot.process.wait(30) == 1
-    assert "the Bot API sent updates this bot cannot read" in bot.log
-
-
 def test_sigint_stops_the_bot_too(api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path) -> None:
     with bot_process(api, model, tmp_path) as bot:
         assert bot.stop(signal.SIGINT) == 0
