@@ -58,6 +58,10 @@ class Settings(BaseSettings):
 
     mcp_servers_config: Path = Path("./mcp_servers.json")
 
+    # Webhook surface (issue 9, item 5): open connections at most, and seconds for a request's head and body
+    webhook_max_connections: int = Field(default=200, ge=1, le=10_000)
+    webhook_read_timeout: float = Field(default=10.0, gt=0)
+
     @field_validator("admin_user_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
