@@ -1,13 +1,18 @@
 """structlog set-up, done once per process: JSON lines when stderr is not a terminal, colours when it is.
 
-Context (chat_id, user_id, server, tool) is bound with structlog.contextvars and appears on every line.
+Context (chat_id, user_id, server, tool) is bound with structlog.contextvars and appears on every line. Every
+line goes through redaction (hidden values and host.redact's patterns); Throttle keeps floods to a few lines.
 """
 
 import logging
 import sys
-from typing import Literal
+import time
+from collections.abc import Callable
+from typing import Any, Literal
 
 import structlog
+
+from host.redact import redact
 
 _configured = False
 _secrets: set[str] = set()
@@ -21,13 +26,43 @@ def hide(secret: str) -> None:
 
 
 def _redact(_logger: object, _method: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
-    if _secrets:
-        for key, value in event.items():
-            if isinstance(value, str) and any(secret in value for secret in _secrets):
-                for secret in _secrets:
-                    value = value.replace(secret, "***")
-                event[key] = value
+    """Every string of the line (nested ones too) without hidden values and credential-looking parts."""
+    for key, value in event.items():
+        event[key] = _masked(value)
     return event
+
+
+def _masked(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        for secret in _secrets:
+            if secret in value:
+                value = value.replace(secret, "***")
+        return redact(value)
+    if depth < 4 and isinstance(value, dict):
+        return {key: _masked(item, depth + 1) for key, item in value.items()}
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_masked(item, depth + 1) for item in value]
+    return value
+
+
+class Throttle:
+    """At most one line per `every` seconds for each key (a flood of refused requests writes a few lines):
+    `admit(key)` is None when this line is held back, else how many were held back since the last one."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def admit(self, key: str) -> int | None:
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
 
 
 def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto") -> None:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
 
     # Telegram polling (issue 9, items 1-2): the longest wait between getUpdates retries during an outage
     telegram_poll_retry_max_seconds: float = Field(default=30.0, gt=0)
+    # Webhook surface (issue 9, item 5): open connections at most, and seconds for a request's head and body
+    webhook_max_connections: int = Field(default=200, ge=1, le=10_000)
+    webhook_read_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("admin_user_ids", mode="before")
     @classmethod

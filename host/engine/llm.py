@@ -177,12 +177,15 @@ class ChatModel:
                         turn = event
         yield turn
 
-    async def healthy(self) -> bool:
-        """Whether the model answers: GET /models lists it, or else a 1-token completion works. Never raises."""
+    async def healthy(self, *, generate: bool = True) -> bool:
+        """Whether the model answers: GET /models lists it, or else a 1-token completion works. Never raises.
+
+        With `generate=False` nothing is generated (for probes anyone may send): a server that answers GET
+        /models at all, listing the model or not, or saying it has no such route, counts as answering."""
         with anyio.move_on_after(HEALTH_TIMEOUT):
             try:
                 page = await self._client.models.list(timeout=HEALTH_TIMEOUT)
-                if any(model.id == self.settings.model for model in page.data):
+                if not generate or any(model.id == self.settings.model for model in page.data):
                     return True
             except openai.APIStatusError as exc:
                 if exc.status_code not in (404, 405, 501):
@@ -191,6 +194,8 @@ class ChatModel:
             except Exception as exc:
                 log.info("llm_health_failed", error=type(exc).__name__)
                 return False
+            if not generate:
+                return True
             try:  # no /models, or the model is served under another name there
                 await self._client.chat.completions.create(
                     model=self.settings.model,

@@ -5,8 +5,8 @@ running turns SHUTDOWN_GRACE_SECONDS to finish, and close everything (MCP server
 
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import anyio
 import structlog
-import uvicorn
 from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.request import HTTPXRequest
@@ -23,6 +22,7 @@ from host import log as logs
 from host.app import App, open_app
 from host.errors import ConfigError, HostError
 from host.ratelimit import open_rate_limiter
+from host.redact import redact
 from host.settings import Settings
 from host.storage.repository import StorageError
 from host.telegram.frontend import FrontEnd
@@ -30,6 +30,7 @@ from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
 from host.telegram.polling import polling
 from host.telegram.queues import ChatQueues
 from host.telegram.webhook import webhook_app
+from host.telegram.webserver import Limits, WebServer
 
 log = structlog.get_logger("host.telegram")
 
@@ -37,6 +38,7 @@ ALLOWED_UPDATES = ["message"]
 CONNECTIONS = 256  # to the Bot API, shared by all chats' replies
 CLOSE_SECONDS = 10.0  # for each step of closing that talks to Telegram
 READY_SECONDS = 5.0
+TELEGRAM_MAX_CONNECTIONS = 100  # the most setWebhook accepts
 KEEP_UPDATES = timedelta(days=2)
 FORGET_EVERY = 6 * 3600.0
 
@@ -152,7 +154,7 @@ def _bot(settings: Settings, token: str) -> Bot:
 
 async def _sign_in(bot: Bot, settings: Settings) -> BotIdentity:
     """getMe: the token is checked before anything else starts."""
-    where = urlsplit(settings.telegram_api_base_url).netloc or settings.telegram_api_base_url
+    where = _public_address(settings.telegram_api_base_url)
     try:
         await bot.initialize()
     except InvalidToken:
@@ -231,16 +233,18 @@ async def _webhook(app: App, bot: Bot, accept: Callable[[Update], None]) -> Asyn
     assert settings.telegram_webhook_url is not None and settings.telegram_webhook_secret is not None
     secret = settings.telegram_webhook_secret.get_secret_value()
     path = urlsplit(settings.telegram_webhook_url).path or "/"
-    web = webhook_app(path=path, secret=secret, bot=bot, accept=accept, readiness=lambda: _readiness(app))
+    refusals = logs.Throttle()
+    web = webhook_app(
+        path=path, secret=secret, bot=bot, accept=accept, readiness=lambda: _readiness(app), refusals=refusals
+    )
     try:
         listener = socket.create_server((settings.webhook_host, settings.webhook_port), backlog=1024)
     except OSError as error:
         address = f"{settings.webhook_host}:{settings.webhook_port}"
         raise ConfigError(f"WEBHOOK_HOST/WEBHOOK_PORT: cannot listen on {address}: {error.strerror}") from None
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    server = _Server(
-        uvicorn.Config(web, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
-    )
+    limits = Limits(max_connections=settings.webhook_max_connections, read_timeout=settings.webhook_read_timeout)
+    server = WebServer(web, limits, refusals)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(server.serve, [listener])
         try:
@@ -249,7 +253,7 @@ async def _webhook(app: App, bot: Bot, accept: Callable[[Update], None]) -> Asyn
                     settings.telegram_webhook_url,
                     secret_token=secret,
                     allowed_updates=ALLOWED_UPDATES,
-                    max_connections=100,
+                    max_connections=min(TELEGRAM_MAX_CONNECTIONS, settings.webhook_max_connections),
                 )
             except TelegramError as error:
                 raise HostError(f"setWebhook for TELEGRAM_WEBHOOK_URL failed: {error}") from None
@@ -259,14 +263,9 @@ async def _webhook(app: App, bot: Bot, accept: Callable[[Update], None]) -> Asyn
             server.should_exit = True
 
 
-class _Server(uvicorn.Server):
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # SIGINT/SIGTERM belong to the bot (_watch_signals), which stops this server in its turn
-
-
 async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:
-    """The database and the model checked at the same time, each for at most READY_SECONDS."""
+    """The database and the model checked at the same time, each for at most READY_SECONDS. Anyone may ask,
+    so the model is asked only for its list of models, never for a completion."""
     results = {"database": False, "model": False}
 
     async def check(name: str, probe: Callable[[], Awaitable[bool]]) -> None:
@@ -275,7 +274,7 @@ async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:
 
     async with anyio.create_task_group() as checks:
         checks.start_soon(check, "database", app.store.healthy)
-        checks.start_soon(check, "model", app.model.healthy)
+        checks.start_soon(check, "model", lambda: app.model.healthy(generate=False))
     database, model = results["database"], results["model"]
     report = {
         "database": "ok" if database else "unavailable",
@@ -283,3 +282,13 @@ async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:
         "servers": app.registry.health(),
     }
     return database and model, report
+
+
+def _public_address(url: str) -> str:
+    """host:port of a URL, without the user and password it may carry (for logs and error messages)."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.hostname}{port}" if parts.hostname else redact(url)

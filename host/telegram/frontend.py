@@ -19,6 +19,7 @@ from host.engine.loop import ToolFinished, ToolStarted, TurnFinished
 from host.errors import HostError
 from host.mcp.connection import Status
 from host.ratelimit import RateLimiter
+from host.redact import redact_clipped
 from host.storage.repository import StorageError
 from host.telegram.incoming import COMMANDS, Incoming
 from host.telegram.render import split_message
@@ -35,6 +36,7 @@ STOPPED = "⚠️ I was restarted before I could answer. Your message is saved; 
 STOP_NOTE_SECONDS = 3.0
 NOT_STARTED = "⚠️ I was restarted before I got to this message. Please send it again."
 UNREADABLE = "I can only read text messages for now."
+REASON_MAX_CHARS = 500  # of a server's failure reason, shown to admins
 NO_TEXT = "Send me a question after the mention, for example: @{username} what can you do?"
 
 
@@ -161,7 +163,12 @@ class FrontEnd:
 
     # -- commands ---------------------------------------------------------------------------------------------
     async def _command(self, message: Incoming, target: Target) -> None:
+        refusal = await self._over_limit(message)
+        if refusal is not None:
+            await send_html(self.bot, target, html.escape(refusal, quote=False))
+            return
         name = message.text
+        admin = message.user_id in self.admins
         if name == "reset":
             await self.app.engine.reset(message.chat_id, message.topic_id)
             text = "Started a new conversation. I no longer see the earlier messages."
@@ -169,11 +176,21 @@ class FrontEnd:
         elif name == "tools":
             await self._send_long(target, await self._tools_text(message.chat_id))
         elif name == "servers":
-            await self._send_long(target, await self._servers_text(message.chat_id))
+            await self._send_long(target, await self._servers_text(message.chat_id, admin=admin))
         elif name == "start":
             await send_html(self.bot, target, self._start_text(message))
         else:
             await send_html(self.bot, target, self._help_text(message))
+
+    async def _over_limit(self, message: Incoming) -> str | None:
+        """The reply for a user over the rate limit (admins never are); None when the message may go on."""
+        if message.user_id is None or message.user_id in self.admins:
+            return None
+        wait = await self.limiter.admit(message.user_id)
+        if wait <= 0:
+            return None
+        log.info("rate_limited", seconds=round(wait, 1))
+        return RATE_LIMITED.format(seconds=max(1, round(wait)))
 
     async def _send_long(self, target: Target, html_text: str) -> None:
         for index, part in enumerate(split_message(html_text)):
@@ -191,18 +208,28 @@ class FrontEnd:
         return text
 
     async def _tools_text(self, chat_id: int) -> str:
+        """Each connected server's tools; the others by name and status word only."""
         catalogue = await self.app.registry.catalogue(chat_id)
         if not catalogue:
             return "No tools are available right now. /servers shows why."
+        down = [
+            f"{html.escape(connection.name)} ({connection.status.value})"
+            for connection in await self.app.registry.connections(chat_id)
+            if connection.status is not Status.CONNECTED
+        ]
         by_server: dict[str, list[str]] = {}
         for entry in catalogue:
             summary = (entry.spec.description.strip().splitlines() or [""])[0][:120]
             line = f"• <code>{html.escape(entry.spec.name)}</code> {html.escape(summary)}".rstrip()
             by_server.setdefault(entry.spec.server, []).append(line)
         blocks = [f"<b>{html.escape(server)}</b>\n" + "\n".join(lines) for server, lines in by_server.items()]
+        if down:
+            blocks.append("Not available right now: " + ", ".join(down))
         return "\n\n".join(blocks)
 
-    async def _servers_text(self, chat_id: int) -> str:
+    async def _servers_text(self, chat_id: int, *, admin: bool = False) -> str:
+        """The model and each server with a status word. A failure's reason (a server's stderr, a URL) may
+        hold secrets, so only admins see it, and redacted."""
         settings = self.app.settings
         model_ok = await self.app.model.healthy()
         lines = [
@@ -211,7 +238,9 @@ class FrontEnd:
         ]
         for connection in await self.app.registry.connections(chat_id):
             connected = connection.status is Status.CONNECTED
-            state = f"connected, {len(connection.tools)} tools" if connected else connection.unavailable_reason()
+            state = f"connected, {len(connection.tools)} tools" if connected else connection.status.value
+            if admin and not connected and connection.error:
+                state += f": {redact_clipped(connection.error, REASON_MAX_CHARS)}"
             lines.append(f"{'✓' if connected else '✗'} <b>{html.escape(connection.name)}</b>: {html.escape(state)}")
         return "\n".join(lines)
 

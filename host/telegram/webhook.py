@@ -1,8 +1,9 @@
 """The webhook: a small Starlette app that takes updates from Telegram and reports the bot's health.
 
 POST <path of TELEGRAM_WEBHOOK_URL>: an update, accepted only with the right X-Telegram-Bot-Api-Secret-Token
-(compared in constant time; anything else gets 403 and is not processed). GET /health: the process is alive.
-GET /ready: the database, the model and each MCP server, 503 when the database or the model is down.
+(compared in constant time, else 403); a body over MAX_UPDATE_BYTES gets 413 before it is read, one that is not
+an update gets 400. GET /health: the process is alive. GET /ready: the database, the model and each MCP server,
+503 when the database or the model is down; one check at a time, its report reused for READY_CACHE_SECONDS.
 """
 
 import hmac
@@ -10,17 +11,22 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
+import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from telegram import Bot, Update
 
-log = structlog.get_logger("host.telegram")
+from host.log import Throttle
+from host.redact import redact_clipped
+from host.telegram.webserver import refused
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 MAX_UPDATE_BYTES = 1 << 20  # Telegram's updates are a few kilobytes
+READY_CACHE_SECONDS = 5.0
+
+Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
 
 def webhook_app(
@@ -29,25 +35,31 @@ def webhook_app(
     secret: str,
     bot: Bot,
     accept: Callable[[Update], None],
-    readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]],
+    readiness: Readiness,
+    refusals: Throttle | None = None,
 ) -> Starlette:
-    """`accept` receives each update the moment it is read (it must not block); `readiness` reports health."""
+    """`accept` receives each update the moment it is read (it must not block); `readiness` reports health;
+    refused requests are logged through `refusals` (at most one line a minute for each reason)."""
     expected = secret.encode()
+    refusals = refusals or Throttle()
+    ready_report = _Cached(readiness, READY_CACHE_SECONDS)
 
     async def receive(request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, expected):
-            client = request.client.host if request.client else None
-            log.warning("webhook_refused", reason="wrong secret token", client=client)
-            return Response(status_code=403)
-        body = await request.body()
-        if len(body) > MAX_UPDATE_BYTES:
-            return Response(status_code=413)
+            refused(refusals, "wrong secret token", client=request.client.host if request.client else None)
+            return _closing(403)
         try:
-            data = json.loads(body)
-            update = Update.de_json(data, bot)
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
-            log.warning("webhook_bad_update", error=str(error)[:200])
+            body = await _body(request, MAX_UPDATE_BYTES)
+        except ClientDisconnect:  # cut off while sending (too slow): nobody is left to answer
+            return _closing(400)
+        if body is None:
+            refused(refusals, f"update over {MAX_UPDATE_BYTES} bytes")
+            return _closing(413)
+        try:
+            update = Update.de_json(json.loads(body), bot)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+            refused(refusals, "not an update", error=redact_clipped(f"{type(error).__name__}: {error}", 200))
             return Response(status_code=400)
         accept(update)
         return Response(status_code=200)
@@ -56,7 +68,7 @@ def webhook_app(
         return JSONResponse({"status": "alive"})
 
     async def ready(_request: Request) -> Response:
-        ok, report = await readiness()
+        ok, report = await ready_report()
         return JSONResponse({"status": "ready" if ok else "not ready", **report}, status_code=200 if ok else 503)
 
     return Starlette(
@@ -66,3 +78,41 @@ def webhook_app(
             Route("/ready", ready, methods=["GET"]),
         ]
     )
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None when it is longer than `limit`: a declared Content-Length is checked before
+    anything is read, a chunked body is read only up to the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _closing(status: int) -> Response:
+    """A refusal that also ends the connection (an unread body is not waited for)."""
+    return Response(status_code=status, headers={"Connection": "close"})
+
+
+class _Cached:
+    """`await cached()`: the check's last result while it is younger than `seconds`; callers that arrive
+    during a check wait for it instead of starting their own."""
+
+    def __init__(self, check: Readiness, seconds: float) -> None:
+        self.check = check
+        self.seconds = seconds
+        self._lock = anyio.Lock()
+        self._result: tuple[bool, dict[str, Any]] | None = None
+        self._at = 0.0
+
+    async def __call__(self) -> tuple[bool, dict[str, Any]]:
+        async with self._lock:
+            if self._result is None or anyio.current_time() - self._at >= self.seconds:
+                self._result = await self.check()
+                self._at = anyio.current_time()
+            return self._result

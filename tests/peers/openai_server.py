@@ -118,6 +118,7 @@ class ScriptedModelServer:
         self.model = model
         self.models_endpoint = models_endpoint
         self.requests: list[Recorded] = []
+        self.listings = 0  # GET /models requests received
         self.record = True
         self._queue: deque[list[Any]] = deque()  # [script, remaining uses or None]
         self._default: Script | None = None
@@ -209,6 +210,7 @@ class ScriptedModelServer:
 
     # -- HTTP ------------------------------------------------------------------------------------------------
     async def _models(self, _request: Request) -> Response:
+        self.listings += 1
         if not self.models_endpoint:
             return JSONResponse({"error": {"message": "not found", "type": "not_found"}}, status_code=404)
         model = {"id": self.model, "object": "model", "created": 0, "owned_by": "scripted"}
