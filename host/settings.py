@@ -58,6 +58,13 @@ class Settings(BaseSettings):
 
     mcp_servers_config: Path = Path("./mcp_servers.json")
 
+    # Engine limits for a broken or hostile model (issue 9, items 11-13)
+    llm_max_tool_calls_per_step: int = Field(default=16, ge=1)
+    llm_max_tool_calls_per_turn: int = Field(default=64, ge=1)
+    llm_max_tool_argument_bytes: int = Field(default=64 * 1024, ge=64)
+    llm_max_response_bytes: int = Field(default=2 * 1024 * 1024, ge=4096)
+    llm_max_answer_chars: int = Field(default=32_000, ge=100)
+
     @field_validator("admin_user_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
