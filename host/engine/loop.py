@@ -449,6 +449,8 @@ def _fit(content: str, max_tokens: int) -> str:
 def _empty_answer_note(completion: Completion, after_step_limit: bool) -> str:
     if after_step_limit:
         return "I could not finish this within the allowed number of tool steps. Please ask in smaller parts."
+    if completion.cut_at is not None:
+        return "The model's answer was too large to read (LLM_MAX_RESPONSE_BYTES). Please try again."
     if completion.finish_reason == "length":
         return "The model used up its answer length (LLM_MAX_TOKENS) before answering. Please try again."
     return "The model gave an empty answer. Please try again or rephrase."
