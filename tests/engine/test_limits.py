@@ -158,7 +158,9 @@ async def test_a_message_that_cannot_fit_the_context_is_answered_without_a_reque
 ) -> None:
     chat, update = new_id(), new_id()
     model_server.script(Reply(text="short one answered"))
-    async with engine_for(model_server, store_url, tools=False, max_context_tokens=3_000, answer_tokens=1_000) as engine:
+    async with engine_for(
+        model_server, store_url, tools=False, max_context_tokens=3_000, answer_tokens=1_000
+    ) as engine:
         events = await run_turn(engine, chat, "1 " * 3_000, update_id=update)
         again = await run_turn(engine, chat, "1 " * 3_000, update_id=update)  # the same update delivered twice
         assert not model_server.requests
@@ -174,7 +176,9 @@ async def test_a_message_that_cannot_fit_the_context_is_answered_without_a_reque
 async def test_a_context_filled_by_the_prompt_says_so(
     model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
 ) -> None:
-    async with engine_for(model_server, store_url, tools=False, max_context_tokens=1_000, answer_tokens=1_000) as engine:
+    async with engine_for(
+        model_server, store_url, tools=False, max_context_tokens=1_000, answer_tokens=1_000
+    ) as engine:
         events = await run_turn(engine, new_id(), "hi")
     assert finished(events).refused and "instructions and tools fill my whole context" in finished(events).text
     assert not model_server.requests
