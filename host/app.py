@@ -45,6 +45,7 @@ def model_settings(settings: Settings) -> ModelSettings:
         retry_attempts=settings.llm_retry_attempts,
         stream_tool_turns=settings.llm_stream_tool_turns,
         max_concurrent_calls=settings.llm_max_concurrent_calls,
+        max_response_bytes=settings.llm_max_response_bytes,
     )
 
 
@@ -58,6 +59,10 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         max_context_tokens=settings.llm_max_context_tokens,
         max_history_messages=settings.max_history_messages,
         answer_tokens=settings.llm_max_tokens,
+        max_tool_calls_per_step=settings.llm_max_tool_calls_per_step,
+        max_tool_calls_per_turn=settings.llm_max_tool_calls_per_turn,
+        max_tool_argument_bytes=settings.llm_max_tool_argument_bytes,
+        max_answer_chars=settings.llm_max_answer_chars,
     )
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(ConversationStore.open(settings.database_url))

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # Webhook surface (issue 9, item 5): open connections at most, and seconds for a request's head and body
     webhook_max_connections: int = Field(default=200, ge=1, le=10_000)
     webhook_read_timeout: float = Field(default=10.0, gt=0)
+    # Engine limits for a broken or hostile model (issue 9, items 11-13)
+    llm_max_tool_calls_per_step: int = Field(default=16, ge=1)
+    llm_max_tool_calls_per_turn: int = Field(default=64, ge=1)
+    llm_max_tool_argument_bytes: int = Field(default=64 * 1024, ge=64)
+    llm_max_response_bytes: int = Field(default=2 * 1024 * 1024, ge=4096)
+    llm_max_answer_chars: int = Field(default=32_000, ge=100)
 
     @field_validator("admin_user_ids", mode="before")
     @classmethod

@@ -1,14 +1,16 @@
 """The one model client for any OpenAI-compatible chat-completions server (Ollama, Ollama Cloud, vLLM), on openai.
 
-Owns streaming, tool-call assembly, reasoning fields, timeouts and retries; the SDK's errors become ModelUnavailable
-here and nowhere else. Imports only host.errors from the host: never host.mcp, host.storage or host.telegram.
+Owns streaming, tool-call assembly, reasoning fields, timeouts, size limits and retries; the SDK's errors become
+ModelUnavailable here and nowhere else. The response body is read here too (server-sent events included), so that
+LLM_TIMEOUT bounds a whole call and LLM_MAX_RESPONSE_BYTES what one answer may hold in memory.
+Imports only host.errors from the host: never host.mcp, host.storage or host.telegram.
 """
 
 import email.utils
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
@@ -16,13 +18,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
+import httpx2
 import openai
 import structlog
-from openai.types.chat import (
-    ChatCompletion,
-    ChatCompletionMessageParam,
-    ChatCompletionToolParam,
-)
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from host.errors import HostError
 
@@ -70,6 +69,7 @@ class Completion:
     tool_calls: tuple[ToolCall, ...]
     usage: Usage | None
     finish_reason: str | None
+    cut_at: int | None = None  # set: the answer passed max_response_bytes here and the rest was not read
 
 
 ModelEvent = TextDelta | ReasoningDelta | Completion
@@ -86,6 +86,7 @@ class ModelSettings:
     retry_attempts: int = 3
     stream_tool_turns: bool = True
     max_concurrent_calls: int = 10  # requests in flight to the model server at once; more wait their turn
+    max_response_bytes: int = 2 * 1024 * 1024  # text, reasoning and tool arguments of one answer, in UTF-8
 
 
 class ChatModel:
@@ -148,13 +149,13 @@ class ChatModel:
     ) -> AsyncGenerator[ModelEvent, None]:
         request = _Request(messages, tools or None, tool_choice)
         if tools and not self.settings.stream_tool_turns:
-            async with aclosing(self._attempts(lambda: self._whole(request))) as events:
+            async with aclosing(self._attempts(lambda deadline: self._whole(request, deadline))) as events:
                 async for event in events:
                     yield event
             return
         shown: list[str] = []
         turn: Completion | None = None
-        async with aclosing(self._attempts(lambda: self._streamed(request))) as events:
+        async with aclosing(self._attempts(lambda deadline: self._streamed(request, deadline))) as events:
             async for event in events:
                 if isinstance(event, Completion):
                     turn = event
@@ -164,10 +165,10 @@ class ChatModel:
                 yield event
         if turn is None:  # _attempts always ends with a Completion or raises
             raise ModelUnavailable("The model server ended its answer without finishing it")
-        if any(not _is_json_object(call.arguments) for call in turn.tool_calls):
+        if turn.cut_at is None and any(not _is_json_object(call.arguments) for call in turn.tool_calls):
             log.warning("llm_tool_arguments_malformed", action="repeating the turn without streaming")
             already = "".join(shown)
-            async with aclosing(self._attempts(lambda: self._whole(request))) as events:
+            async with aclosing(self._attempts(lambda deadline: self._whole(request, deadline))) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         rest = event.text[len(already) :] if event.text.startswith(already) else ""
@@ -212,20 +213,21 @@ class ChatModel:
         return False
 
     # -- attempts --------------------------------------------------------------------------------------------
-    async def _attempts(self, attempt: Callable[[], AsyncGenerator[ModelEvent]]) -> AsyncGenerator[ModelEvent]:
-        """Run `attempt` up to retry_attempts times in all: 429, 5xx, timeouts and connection errors are tried
-        again (after Retry-After, capped, or an exponential backoff), but only while the failed attempt yielded
-        nothing; any other failure, or one after a delta, raises ModelUnavailable at once."""
+    async def _attempts(self, attempt: Callable[[float], AsyncGenerator[ModelEvent]]) -> AsyncGenerator[ModelEvent]:
+        """Run `attempt` up to retry_attempts times in all, each given the deadline (settings.timeout from its
+        start) by which it must have sent its request and read the whole answer: 429, 5xx, timeouts and
+        connection errors are tried again (after Retry-After, capped, or an exponential backoff), but only while
+        the failed attempt yielded nothing; any other failure, or one after a delta, raises ModelUnavailable."""
         attempts = max(1, self.settings.retry_attempts)
         for number in range(1, attempts + 1):
             yielded = False
             try:
-                async with aclosing(attempt()) as events:
+                async with aclosing(attempt(anyio.current_time() + self.settings.timeout)) as events:
                     async for event in events:
                         yielded = yielded or not isinstance(event, Completion)
                         yield event
                 return
-            except (openai.OpenAIError, json.JSONDecodeError, _Malformed) as exc:
+            except (openai.OpenAIError, httpx2.HTTPError, TimeoutError, ValueError, _Malformed, _TooLarge) as exc:
                 failure = _classify(exc)
             again = failure.retryable and not yielded and number < attempts
             delay = self._delay(failure, number) if again else None
@@ -248,6 +250,8 @@ class ChatModel:
 
     def _message(self, failure: "_Failure", attempts: int, *, midway: bool) -> str:
         tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
+        if midway and failure.kind == "timeout":
+            return f"The model server did not finish its answer within {self.settings.timeout:g} s"
         if midway:
             reason = f"HTTP {failure.status}" if failure.status else failure.kind
             return f"The model server broke off its answer ({reason})"
@@ -257,6 +261,8 @@ class ChatModel:
             return f"The model server at {_safe_url(self.settings.base_url)} could not be reached ({tries})"
         if failure.kind == "malformed":
             return "The model server sent a response that could not be read"
+        if failure.kind == "too_large":
+            return f"The model server sent an answer over {self.settings.max_response_bytes} bytes"
         if failure.status == 429:
             return f"The model server is overloaded (HTTP 429 after {tries})"
         if failure.status in (401, 403):
@@ -292,31 +298,95 @@ class ChatModel:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _streamed(self, request: "_Request") -> AsyncGenerator[ModelEvent]:
-        stream = await self._client.post(
-            "/chat/completions",
-            body=self._body(request, stream=True),
-            cast_to=ChatCompletion,
-            stream=True,
-            stream_cls=openai.AsyncStream[object],  # the chunks as parsed JSON: see _Json
-        )
+    async def _open(self, request: "_Request", deadline: float, *, stream: bool) -> httpx2.Response:
+        """Send the request; the response's body is left to read (and the response to close)."""
+        with anyio.fail_after(max(deadline - anyio.current_time(), 0)):
+            return await self._client.post(
+                "/chat/completions", body=self._body(request, stream=stream), cast_to=httpx2.Response, stream=True
+            )
+
+    async def _streamed(self, request: "_Request", deadline: float) -> AsyncGenerator[ModelEvent]:
+        cap = self.settings.max_response_bytes
+        response = await self._open(request, deadline, stream=True)
         turn = _TurnBuilder()
-        async with stream:
-            async for chunk in stream:
-                for event in turn.add(_json(chunk)):
-                    yield event
+        try:
+            async for data in _events(response, deadline, line_cap=cap + _ENVELOPE_BYTES):
+                if data is not None:
+                    chunk = _json(json.loads(data))
+                    if isinstance(chunk, dict) and chunk.get("error"):
+                        error = chunk["error"]
+                        message = error.get("message") if isinstance(error, dict) else None
+                        reason = str(message or "the stream reported an error")
+                        raise openai.APIError(reason, response.request, body=error)
+                    for event in turn.add(chunk):
+                        yield event
+                if data is None or turn.size > cap:  # the rest is not read: memory stays bounded
+                    turn.cut_at = turn.size
+                    log.warning("llm_answer_cut", bytes=turn.size, limit=cap)
+                    break
+        finally:
+            await response.aclose()
         yield turn.completion()
 
-    async def _whole(self, request: "_Request") -> AsyncGenerator[ModelEvent]:
-        response = await self._client.post(
-            "/chat/completions", body=self._body(request, stream=False), cast_to=ChatCompletion
-        )
-        completion = _from_response(response)
+    async def _whole(self, request: "_Request", deadline: float) -> AsyncGenerator[ModelEvent]:
+        response = await self._open(request, deadline, stream=False)
+        limit = 2 * self.settings.max_response_bytes + _ENVELOPE_BYTES  # JSON escapes may double the text
+        try:
+            body = bytearray()
+            async for piece in _timed(response.aiter_bytes(), deadline):
+                body += piece
+                if len(body) > limit:
+                    raise _TooLarge
+        finally:
+            await response.aclose()
+        completion = _from_response(_json(json.loads(body)))
         if completion.reasoning:
             yield ReasoningDelta(completion.reasoning)
         if completion.text:
             yield TextDelta(completion.text)
         yield completion
+
+
+_ENVELOPE_BYTES = 64 * 1024
+"""Room for the JSON around the content in one event or response."""
+
+
+async def _timed(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator[bytes]:
+    """The body's pieces as they come; TimeoutError once the deadline passes (never waits across a yield)."""
+    iterator = aiter(chunks)
+    while True:
+        with anyio.fail_after(max(deadline - anyio.current_time(), 0)):
+            try:
+                piece = await anext(iterator)
+            except StopAsyncIteration:
+                return
+        yield piece
+
+
+async def _events(response: httpx2.Response, deadline: float, *, line_cap: int) -> AsyncIterator[str | None]:
+    """The data of each server-sent event up to `[DONE]`; None (and nothing more) for a line over `line_cap`."""
+    buffer = bytearray()
+    data: list[bytes] = []
+    async for piece in _timed(response.aiter_bytes(), deadline):
+        buffer += piece
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            line = bytes(buffer[start:end]).rstrip(b"\r")
+            start = end + 1
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif not line and data:
+                event = b"\n".join(data).decode(errors="replace")
+                data = []
+                if event.startswith("[DONE]"):
+                    return
+                yield event
+        del buffer[:start]
+        if len(buffer) > line_cap:
+            yield None
+            return
+    if data and not data[0].startswith(b"[DONE]"):
+        yield b"\n".join(data).decode(errors="replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +398,10 @@ class _Request:
 
 class _Malformed(Exception):
     """A response that parses but cannot be used."""
+
+
+class _TooLarge(Exception):
+    """A whole (not streamed) response over the size limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,15 +416,17 @@ class _Failure:
 
 
 def _classify(exc: Exception) -> _Failure:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx2.TimeoutException):
         return _Failure(retryable=True, kind="timeout")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
         return _Failure(retryable=True, kind="connection")
+    if isinstance(exc, _TooLarge):
+        return _Failure(retryable=False, kind="too_large")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         retryable = status in (408, 409, 429) or status >= 500
         return _Failure(retryable, "http", status, _retry_after(exc.response.headers), _short(exc.message))
-    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | _Malformed):
+    if isinstance(exc, openai.APIResponseValidationError | ValueError | _Malformed):
         return _Failure(retryable=False, kind="malformed")
     if isinstance(exc, openai.APIError):  # an error event inside a stream
         return _Failure(retryable=True, kind="stream_error", detail=_short(exc.message))
@@ -459,6 +535,8 @@ class _TurnBuilder:
         self.by_id: dict[str, _PartialCall] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.size = 0  # bytes of text, reasoning, names and arguments so far (UTF-8, as sent)
+        self.cut_at: int | None = None
 
     def add(self, chunk: Any) -> list[TextDelta | ReasoningDelta]:
         events: list[TextDelta | ReasoningDelta] = []
@@ -475,9 +553,11 @@ class _TurnBuilder:
                 continue
             reasoning = _reasoning(delta)
             if reasoning:
+                self.size += len(reasoning.encode())
                 self.reasoning.append(reasoning)
                 events.append(ReasoningDelta(reasoning))
             if delta.content:
+                self.size += len(delta.content.encode())
                 self.text.append(delta.content)
                 events.append(TextDelta(delta.content))
             for piece in delta.tool_calls or []:
@@ -506,19 +586,23 @@ class _TurnBuilder:
         if call_id:
             call.id = call_id
             self.by_id[call_id] = call
+        self.size += len(call_id)
         function = getattr(piece, "function", None)
         if function is not None:
             if function.name:
-                call.name = function.name
+                call.name = str(function.name)
+                self.size += len(call.name)
             if function.arguments:
-                call.arguments.append(function.arguments)
+                call.arguments.append(str(function.arguments))
+                self.size += len(call.arguments[-1].encode())
 
     def completion(self) -> Completion:
         calls = tuple(ToolCall(c.id or _new_id(), c.name, _arguments("".join(c.arguments))) for c in self.calls)
-        return Completion("".join(self.text), "".join(self.reasoning), calls, self.usage, self.finish_reason)
+        finish = "length" if self.cut_at is not None else self.finish_reason
+        return Completion("".join(self.text), "".join(self.reasoning), calls, self.usage, finish, self.cut_at)
 
 
-def _from_response(response: ChatCompletion) -> Completion:
+def _from_response(response: Any) -> Completion:
     choices = getattr(response, "choices", None) or []
     if not choices:
         raise _Malformed("the response has no choices")

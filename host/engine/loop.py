@@ -1,5 +1,7 @@
 """The conversation engine: store the user's message, ask the model, run the tools it asks for through the
-tool router, repeat until it answers or the step limit, and report every step as an event.
+tool router, repeat until it answers or the step limit, and report every step as an event. It also holds a broken
+or hostile model to its limits: tool calls per step and per turn, argument sizes, the answer's length, and a user
+message that cannot fit the context is answered with a note instead of being sent.
 
 Imports the model client, tokens, prompt, the MCP host's value types and the storage layer; never telegram.
 """
@@ -30,6 +32,9 @@ log = structlog.get_logger("host.engine")
 MAX_CALL_ID = 128  # what the store keeps; longer or repeated ids from a model are replaced
 MIN_RESULT_TOKENS = 200
 CANCELLED = "Error: the tool call was cancelled before it finished."
+RECORDED_CALLS_PER_STEP_LIMITS = 2
+"""Of one step's calls, at most this many times max_tool_calls_per_step are kept on record (each with its
+result, run or refused); the rest are dropped unseen, so that a model asking for 10,000 calls costs no more."""
 
 
 class ToolRouter(Protocol):
@@ -47,6 +52,10 @@ class EngineSettings:
     max_context_tokens: int = 8000
     max_history_messages: int = 50
     answer_tokens: int = 2048  # kept free in the context window for the model's answer
+    max_tool_calls_per_step: int = 16
+    max_tool_calls_per_turn: int = 64
+    max_tool_argument_bytes: int = 64 * 1024
+    max_answer_chars: int = 32_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,7 @@ class TurnFinished:
     usage: Usage
     tool_calls: int
     steps: int
+    refused: bool = False  # the message was not taken (it cannot fit the context): `text` says why; nothing stored
 
 
 EngineEvent = TextDelta | ReasoningDelta | ToolStarted | ToolFinished | TurnFinished
@@ -81,10 +91,12 @@ EngineEvent = TextDelta | ReasoningDelta | ToolStarted | ToolFinished | TurnFini
 class _Call:
     """One tool call of a step, resolved once: the model's call, its server and tool, its parsed arguments."""
 
-    call: ToolCall
+    call: ToolCall  # as recorded: refused calls carry a short placeholder instead of their arguments
     server: str
     tool: str
     arguments: dict[str, Any] | None  # None: the model's arguments were not a JSON object
+    refusal: str | None = None  # set: not run, and this is its result
+    shown: bool = True  # reported as ToolStarted/ToolFinished (calls over the count limits are not)
 
 
 @dataclass(slots=True)
@@ -147,11 +159,18 @@ class Engine:
         self, chat_id: int, topic_id: int, text: str, user_id: int | None, update_id: int | None
     ) -> AsyncIterator[EngineEvent]:
         user = _text_message("user", text)
+        context = await self._context(chat_id)
+        budget = context[3]
+        if user.token_count > budget:
+            refusal = await self._refuse(chat_id, user, budget, update_id)
+            if refusal is not None:
+                yield refusal
+            return
         conversation_id = await self.store.begin_turn(chat_id, topic_id, user, user_id, update_id=update_id)
         if conversation_id is None:
             log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
             return
-        turn = await self._prepare(chat_id, conversation_id, user)
+        turn = await self._prepare(chat_id, conversation_id, user, context)
         limit = self.settings.max_tool_steps
         for step in range(1, limit + 2):
             answer_now = step > limit  # past the step limit the model must answer, and gets no tools
@@ -165,23 +184,74 @@ class Engine:
                 return
             calls = await self._remember_call(turn, completion)
             for call in calls:
-                yield ToolStarted(call.call.id, call.server, call.tool, call.arguments or {})
+                if call.shown:
+                    yield ToolStarted(call.call.id, call.server, call.tool, call.arguments or {})
             for finished in await self._run_tools(turn, calls):
                 yield finished
+
+    async def _refuse(
+        self, chat_id: int, user: StoredMessage, budget: int, update_id: int | None
+    ) -> TurnFinished | None:
+        """A message that cannot fit the context is not stored and not sent: the turn is a note saying so (once
+        per update; None when the update was claimed before)."""
+        if update_id is not None and not await self.store.claim_update(update_id):
+            log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
+            return None
+        if budget <= 0:
+            log.error(
+                "context_too_small",
+                chat_id=chat_id,
+                budget=budget,
+                hint="the system prompt, the tools and LLM_MAX_TOKENS fill LLM_MAX_CONTEXT_TOKENS",
+            )
+            text = "⚠️ My instructions and tools fill my whole context, so I cannot read messages now. It is logged."
+        else:
+            log.warning("message_too_long", chat_id=chat_id, budget=budget, message_tokens=user.token_count)
+            text = (
+                f"⚠️ Your message is too long for me: about {user.token_count:,} tokens, and at most {budget:,} fit."
+                " Please send it shorter or in parts."
+            )
+        return TurnFinished(text=text, usage=Usage(0, 0), tool_calls=0, steps=0, refused=True)
 
     async def _ask(
         self, turn: _Turn, replies: list[Completion], *, with_tools: bool
     ) -> AsyncIterator[TextDelta | ReasoningDelta]:
-        """One model turn: yields its deltas and appends its Completion to `replies`."""
+        """One model turn: yields its deltas (text only up to max_answer_chars) and appends its Completion to
+        `replies`."""
         tools = turn.tools if with_tools and turn.tools else None
+        room = self.settings.max_answer_chars
         async with aclosing(self.model.complete(turn.messages, tools)) as events:
             async for event in events:
                 if isinstance(event, Completion):
                     replies.append(event)
+                elif isinstance(event, TextDelta):
+                    if room > 0:
+                        yield event if len(event.text) <= room else TextDelta(event.text[:room])
+                    room -= len(event.text)
                 else:
                     yield event
 
-    async def _prepare(self, chat_id: int, conversation_id: int, user: StoredMessage) -> _Turn:
+    async def _prepare(
+        self,
+        chat_id: int,
+        conversation_id: int,
+        user: StoredMessage,
+        context: tuple[list[CatalogueEntry], list[ChatCompletionToolParam], str, int],
+    ) -> _Turn:
+        catalogue, tools, prompt, budget = context
+        window = await self.store.window(
+            conversation_id, max_messages=self.settings.max_history_messages, max_tokens=max(budget, 0)
+        )
+        if not window or window[-1].role != "user":  # checked before the turn began; kept as a safety net
+            window = [user]
+        used = sum(message.token_count for message in window)
+        messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": prompt}]
+        messages += [_as_param(message) for message in window]
+        by_name = {entry.name: entry for entry in catalogue}
+        return _Turn(chat_id, conversation_id, messages, tools, by_name, room=max(budget - used, 0))
+
+    async def _context(self, chat_id: int) -> tuple[list[CatalogueEntry], list[ChatCompletionToolParam], str, int]:
+        """The catalogue, its tools in OpenAI form, the system prompt, and the tokens left for the conversation."""
         catalogue = await self.tools.catalogue(chat_id)
         known, tools, tools_tokens = self._tool_definitions
         if catalogue != known:
@@ -190,19 +260,7 @@ class Engine:
             self._tool_definitions = (catalogue, tools, tools_tokens)
         prompt = system_prompt(self.settings.system_prompt, datetime.now(UTC), await self.tools.instructions(chat_id))
         fixed = count_tokens(prompt) + tools_tokens
-        budget = self.settings.max_context_tokens - self.settings.answer_tokens - fixed
-        window = await self.store.window(
-            conversation_id, max_messages=self.settings.max_history_messages, max_tokens=max(budget, 0)
-        )
-        if not window or window[-1].role != "user":
-            # Not even the new message fits next to the prompt and the tools: send it alone and say so.
-            log.warning("context_too_small", chat_id=chat_id, budget=budget, message_tokens=user.token_count)
-            window = [user]
-        used = sum(message.token_count for message in window)
-        messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": prompt}]
-        messages += [_as_param(message) for message in window]
-        by_name = {entry.name: entry for entry in catalogue}
-        return _Turn(chat_id, conversation_id, messages, tools, by_name, room=max(budget - used, 0))
+        return catalogue, tools, prompt, self.settings.max_context_tokens - self.settings.answer_tokens - fixed
 
     def _count(self, turn: _Turn, completion: Completion) -> None:
         if completion.usage is not None:
@@ -211,6 +269,11 @@ class Engine:
 
     async def _finish(self, turn: _Turn, completion: Completion, steps: int) -> TurnFinished:
         text = completion.text
+        limit = self.settings.max_answer_chars
+        if len(text) > limit or (completion.cut_at is not None and text.strip()):
+            log.warning("answer_cut", chat_id=turn.chat_id, chars=len(text), limit=limit, cut_at=completion.cut_at)
+            text = text[:limit]
+            text = f"{text}\n\n… (answer cut at {len(text):,} characters)"
         if not text.strip():
             text = _empty_answer_note(completion, steps > self.settings.max_tool_steps)
             log.warning("empty_answer", chat_id=turn.chat_id, finish_reason=completion.finish_reason)
@@ -229,16 +292,52 @@ class Engine:
         return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls, steps=steps)
 
     async def _remember_call(self, turn: _Turn, completion: Completion) -> list[_Call]:
-        """Store the model's tool calls (ids made unique and storable) and resolve each one once."""
+        """Store the model's tool calls (ids made unique and storable) and resolve each one once: which run, and
+        which are refused (over the count limits, arguments too large, cut off) with the reason as their result."""
+        limits = self.settings
+        raws = completion.tool_calls
+        kept = limits.max_tool_calls_per_step * RECORDED_CALLS_PER_STEP_LIMITS
+        if len(raws) > kept:
+            log.warning("tool_calls_dropped", chat_id=turn.chat_id, asked=len(raws), kept=kept)
+            raws = raws[:kept]
         seen: set[str] = set()
         calls = []
-        for raw in completion.tool_calls:
+        runs = 0
+        for index, raw in enumerate(raws):
             call_id = raw.id if raw.id and raw.id not in seen and len(raw.id) <= MAX_CALL_ID else _new_id()
             seen.add(call_id)
-            entry = turn.by_name.get(raw.name)
-            server, tool = (entry.spec.server, entry.spec.name) if entry else ("?", raw.name)
-            call = ToolCall(id=call_id, name=raw.name, arguments=raw.arguments)
-            calls.append(_Call(call, server, tool, _arguments(raw.arguments)))
+            entry = turn.by_name.get(raw.name[:200])
+            server, tool = (entry.spec.server, entry.spec.name) if entry else ("?", raw.name[:200])
+            size = len(raw.arguments.encode())
+            cut = completion.cut_at is not None and index == len(completion.tool_calls) - 1
+            refusal, shown = None, True
+            if cut:
+                refusal = (
+                    f"Error: not run: your answer passed {completion.cut_at:,} bytes while this call was being"
+                    " written, and was cut off there. Send smaller tool calls."
+                )
+            elif size > limits.max_tool_argument_bytes:
+                refusal = (
+                    f"Error: not run: its arguments are {size:,} bytes, over the limit of"
+                    f" {limits.max_tool_argument_bytes:,}. Send smaller arguments (for example, in several calls)."
+                )
+            elif runs >= limits.max_tool_calls_per_step:
+                refusal, shown = _over_step(len(completion.tool_calls), limits.max_tool_calls_per_step), False
+            elif turn.tool_calls + runs >= limits.max_tool_calls_per_turn:
+                refusal = (
+                    f"Error: not run: this turn has used all of its {limits.max_tool_calls_per_turn} tool calls."
+                    " Answer with what you have."
+                )
+                shown = False
+            else:
+                runs += 1
+            arguments = raw.arguments if refusal is None else _placeholder(size)
+            call = ToolCall(id=call_id, name=raw.name[:200], arguments=arguments)
+            parsed = _arguments(raw.arguments) if refusal is None else {}
+            calls.append(_Call(call, server, tool, parsed, refusal, shown))
+        refused = len(completion.tool_calls) - runs
+        if refused:
+            log.warning("tool_calls_refused", chat_id=turn.chat_id, asked=len(completion.tool_calls), run=runs)
         wire = [
             {"id": c.call.id, "type": "function", "function": {"name": c.call.name, "arguments": c.call.arguments}}
             for c in calls
@@ -259,16 +358,17 @@ class Engine:
         """Run the step's calls concurrently. Their results are stored and given to the model in the order asked,
         also when the turn is cancelled (a missing result is stored as cancelled), so a stored call always
         has all its results. Returns the ToolFinished events in the order the calls ended."""
-        results: list[str | None] = [None] * len(calls)
-        finished: list[ToolFinished] = []
+        results: list[str | None] = [call.refusal for call in calls]
+        finished = [ToolFinished(c.call.id, c.server, c.tool, False, 0.0) for c in calls if c.refusal and c.shown]
         try:
             async with anyio.create_task_group() as tasks:
                 for index, call in enumerate(calls):
-                    tasks.start_soon(self._run_one, turn, call, index, results, finished)
+                    if call.refusal is None:
+                        tasks.start_soon(self._run_one, turn, call, index, results, finished)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._store_results(turn, calls, results)
-        turn.tool_calls += len(calls)
+        turn.tool_calls += sum(call.refusal is None for call in calls)
         return finished
 
     async def _store_results(self, turn: _Turn, calls: list[_Call], results: list[str | None]) -> None:
@@ -325,6 +425,18 @@ def _new_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
+def _placeholder(size: int) -> str:
+    """What a refused call's arguments are recorded (and sent back to the model) as: a short JSON object."""
+    return json.dumps({"omitted": f"{size} bytes of arguments, not run"})
+
+
+def _over_step(asked: int, limit: int) -> str:
+    return (
+        f"Error: not run: you asked for {asked} tool calls at once, and at most {limit} run in one step."
+        " Ask for the rest in your next step if you still need them."
+    )
+
+
 def _fit(content: str, max_tokens: int) -> str:
     """A tool result cut to the room left in the context (by its estimated tokens), with a note the model can read."""
     tokens = count_tokens(content)
@@ -337,6 +449,8 @@ def _fit(content: str, max_tokens: int) -> str:
 def _empty_answer_note(completion: Completion, after_step_limit: bool) -> str:
     if after_step_limit:
         return "I could not finish this within the allowed number of tool steps. Please ask in smaller parts."
+    if completion.cut_at is not None:
+        return "The model's answer was too large to read (LLM_MAX_RESPONSE_BYTES). Please try again."
     if completion.finish_reason == "length":
         return "The model used up its answer length (LLM_MAX_TOKENS) before answering. Please try again."
     return "The model gave an empty answer. Please try again or rephrase."

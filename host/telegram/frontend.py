@@ -37,6 +37,7 @@ STOP_NOTE_SECONDS = 3.0
 NOT_STARTED = "⚠️ I was restarted before I got to this message. Please send it again."
 UNREADABLE = "I can only read text messages for now."
 REASON_MAX_CHARS = 500  # of a server's failure reason, shown to admins
+TOO_LONG = "⚠️ This message is longer than Telegram allows, so I did not read it. Please send it shorter."
 NO_TEXT = "Send me a question after the mention, for example: @{username} what can you do?"
 
 
@@ -60,6 +61,9 @@ class FrontEnd:
                     return  # a text message is claimed by its turn, in the transaction that stores it
                 if message.kind == "unreadable":
                     await send_html(self.bot, target, UNREADABLE)
+                elif message.kind == "too_long":
+                    log.warning("message_refused", reason="over Telegram's length limit")
+                    await self._tell(target, TOO_LONG)
                 elif message.kind == "command":
                     await self._command(message, target)
                 else:

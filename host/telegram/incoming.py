@@ -1,4 +1,5 @@
-"""What an update asks of the bot: a command, text for the model, something it cannot read, or nothing.
+"""What an update asks of the bot: a command, text for the model, something it cannot read, text over Telegram's
+own limits (only a forged update carries that), or nothing.
 
 A pure function of the update and the bot's identity, so that the rules for groups (answer only when mentioned
 or replied to), forum topics and commands addressed to other bots live in one place. Imports only PTB types.
@@ -17,7 +18,10 @@ COMMANDS = {
     "servers": "the status of the model and each tool server",
 }
 
-Kind = Literal["command", "text", "unreadable"]
+Kind = Literal["command", "text", "unreadable", "too_long"]
+
+MAX_TEXT = 4096  # Telegram's limits, in UTF-16 code units: a message's text, a media caption
+MAX_CAPTION = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,15 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
 
     text = message.text
     if text is None:
-        return make("unreadable", "") if private or _replies_to_bot(message, bot) else None
+        if not (private or _replies_to_bot(message, bot)):
+            return None
+        too_long = message.caption is not None and _utf16_len(message.caption) > MAX_CAPTION
+        return make("too_long" if too_long else "unreadable", "")
+    if _utf16_len(text) > MAX_TEXT:
+        addressed = (
+            private or answer_all_in_groups or _replies_to_bot(message, bot) or _mentions_bot(message, text, bot)[0]
+        )
+        return make("too_long", "") if addressed else None
     command = _command(message)
     if command is not None:
         name, target = command
@@ -85,6 +97,10 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
     if _replies_to_bot(message, bot):
         return make("text", text)
     return None
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _command(message: Message) -> tuple[str, str] | None:

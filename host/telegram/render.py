@@ -7,10 +7,14 @@ Owns `to_telegram_html` (a hand-written block pass, then an inline pass whose ta
 
 from __future__ import annotations
 
+import bisect
+import functools
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["TELEGRAM_LIMIT", "plain_text", "split_message", "to_telegram_html", "utf16_len"]
 
@@ -29,6 +33,14 @@ _LIST = re.compile(r"^([ \t]*)([-*+•]|\d{1,9}[.)])(?:[ \t]+(.*)|[ \t]*$)")
 _QUOTE = re.compile(r"^ {0,3}>")
 _TABLE_SEP = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
 _SETEXT = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
+_RUN = re.compile(r"(.)\1*", re.DOTALL)
+_BACKTICKS = re.compile(r"`+")
+_AUTOLINK = re.compile(r"<([^\s<>]+)>")
+_URL_BODY = re.compile(r"[^\s<>`]*")
+_INLINE_SPECIAL = re.compile(r"[\\`\[!<*_~|]|(?i:https?://|www\.)")
+_QUOTE_MARKERS = re.compile(r"^(?: {0,3}>[ \t]?)+")
+MAX_QUOTE_DEPTH = 8  # Telegram shows one level of quote; deeper levels are read flat
+LINK_PART_MAX = 2048  # characters a link's destination or title may take
 
 
 def utf16_len(text: str) -> int:
@@ -48,7 +60,7 @@ def to_telegram_html(markdown: str) -> str:
     text = markdown.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
     # Lone surrogates cannot be sent; replace them.
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return _render_blocks(text.split("\n"), quoted=False)
+    return _render_blocks(text.split("\n"), quoted=False, depth=0)
 
 
 def _indent(line: str) -> int:
@@ -129,7 +141,7 @@ def _bullet(marker: str, level: int) -> str:
     return ("•", "◦", "▪")[min(level, 2)]
 
 
-def _render_blocks(lines: list[str], quoted: bool) -> str:
+def _render_blocks(lines: list[str], quoted: bool, depth: int) -> str:
     out: list[str] = []
     blank = False
 
@@ -195,10 +207,13 @@ def _render_blocks(lines: list[str], quoted: bool) -> str:
         if _QUOTE.match(line):
             inner_lines: list[str] = []
             while i < n and _QUOTE.match(lines[i]):
-                rest = lines[i].lstrip(" ")[1:]
-                inner_lines.append(rest[1:] if rest.startswith((" ", "\t")) else rest)
+                if depth + 1 >= MAX_QUOTE_DEPTH:  # the levels below are read as one
+                    inner_lines.append(_QUOTE_MARKERS.sub("", lines[i]))
+                else:
+                    rest = lines[i].lstrip(" ")[1:]
+                    inner_lines.append(rest[1:] if rest.startswith((" ", "\t")) else rest)
                 i += 1
-            inner = _render_blocks(inner_lines, quoted=True)
+            inner = _render_blocks(inner_lines, quoted=True, depth=depth + 1)
             add(inner if quoted or not inner else f"<blockquote>{inner}</blockquote>")
             list_stack = []
             continue
@@ -266,7 +281,6 @@ class _Delim:
     can_open: bool
     can_close: bool
     remaining: int = 0
-    active: bool = True
     opens: list[str] = field(default_factory=list)
     closes: list[str] = field(default_factory=list)
 
@@ -296,22 +310,30 @@ def _delim(char: str, count: int, prev: str, nxt: str) -> _Delim:
 
 
 def _run_length(text: str, i: int) -> int:
-    j = i
-    while j < len(text) and text[j] == text[i]:
-        j += 1
-    return j - i
+    match = _RUN.match(text, i)
+    return match.end() - i if match else 0
 
 
-def _find_code_close(text: str, start: int, length: int) -> int:
-    j = start
-    while True:
-        j = text.find("`", j)
-        if j < 0:
-            return -1
-        run = _run_length(text, j)
-        if run == length:
-            return j
-        j += run
+class _CodeRuns:
+    """Where each run of backticks of a text starts, by length: finds a code span's closing run in log time."""
+
+    def __init__(self, text: str) -> None:
+        self.starts: dict[int, list[int]] = {}
+        for match in _BACKTICKS.finditer(text):
+            self.starts.setdefault(match.end() - match.start(), []).append(match.start())
+
+    def close(self, start: int, length: int) -> int:
+        """The first run of exactly `length` backticks at or after `start`, or -1."""
+        starts = self.starts.get(length, [])
+        k = bisect.bisect_left(starts, start)
+        return starts[k] if k < len(starts) else -1
+
+
+@dataclass(slots=True)
+class _Budget:
+    """How many more characters link parsing may look at in one text: a wall of brackets stays linear."""
+
+    left: int
 
 
 def _safe_href(url: str) -> bool:
@@ -344,9 +366,16 @@ def _skip_blanks(text: str, i: int) -> int:
     return i
 
 
-def _parse_link(text: str, i: int) -> tuple[str, str, int] | None:
-    """Parse `[label](destination "title")` at `text[i] == "["`: (label, destination, end) or None."""
-    n = len(text)
+def _parse_link(text: str, i: int, budget: _Budget) -> tuple[str, str, int] | None:
+    """Parse `[label](destination "title")` at `text[i] == "["`: (label, destination, end) or None. Looks at
+    no more characters than the budget has left, and takes what it looked at from it."""
+    parsed, reached = _scan_link(text, i, min(len(text), i + budget.left))
+    budget.left -= max(reached - i, 1)
+    return parsed
+
+
+def _scan_link(text: str, i: int, n: int) -> tuple[tuple[str, str, int] | None, int]:
+    """_parse_link within text[:n]: the link or None, and how far it looked."""
     depth = 0
     j = i
     while j < min(n, i + 1000):  # labels are short; the cap keeps a wall of "[" linear
@@ -362,13 +391,14 @@ def _parse_link(text: str, i: int) -> tuple[str, str, int] | None:
                 break
         j += 1
     if j + 1 >= n or text[j] != "]" or text[j + 1] != "(":
-        return None
+        return None, j
     label = text[i + 1 : j]
     k = _skip_blanks(text, j + 2)
+    n = min(n, k + LINK_PART_MAX)
     if k < n and text[k] == "<":
-        end = text.find(">", k + 1)
+        end = text.find(">", k + 1, n)
         if end < 0 or "\n" in text[k + 1 : end]:
-            return None
+            return None, n if end < 0 else end
         dest = text[k + 1 : end]
         k = end + 1
     else:
@@ -387,16 +417,18 @@ def _parse_link(text: str, i: int) -> tuple[str, str, int] | None:
                     break
                 parens -= 1
             k += 1
+        if k >= n:
+            return None, k  # no end within reach
         dest = text[start:k]
     k = _skip_blanks(text, k)
     if k < n and text[k] in "\"'(":
-        end = text.find(")" if text[k] == "(" else text[k], k + 1)
+        end = text.find(")" if text[k] == "(" else text[k], k + 1, min(len(text), k + 1 + LINK_PART_MAX))
         if end < 0:
-            return None
+            return None, k + 1 + LINK_PART_MAX
         k = _skip_blanks(text, end + 1)
-    if k < n and text[k] == ")":
-        return label, _unescape_backslashes(dest), k + 1
-    return None
+    if k < len(text) and text[k] == ")":
+        return (label, _unescape_backslashes(dest), k + 1), k + 1
+    return None, k
 
 
 def _link_html(label: str, dest: str) -> str:
@@ -411,12 +443,10 @@ def _link_html(label: str, dest: str) -> str:
 
 
 def _autolink(text: str, i: int) -> tuple[str, str, int] | None:
-    end = text.find(">", i + 1)
-    if end < 0:
+    match = _AUTOLINK.match(text, i)
+    if match is None:
         return None
-    inner = text[i + 1 : end]
-    if not inner or any(ch.isspace() or ch == "<" for ch in inner):
-        return None
+    inner, end = match.group(1), match.end() - 1
     href = inner
     if "@" in inner and ":" not in inner:
         href = "mailto:" + inner
@@ -428,14 +458,15 @@ def _bare_url_end(text: str, i: int) -> int:
     prefix = next((p for p in ("https://", "http://", "www.") if head.startswith(p)), "")
     if not prefix:
         return i
-    j = i
-    while j < len(text) and not text[j].isspace() and text[j] not in "<>`":
-        j += 1
+    j = _URL_BODY.match(text, i).end()  # type: ignore[union-attr]  # it matches the empty string too
+    counts = {ch: text.count(ch, i, j) for ch in "()[]"}
     while j > i:
         ch = text[j - 1]
         pair = {")": "(", "]": "["}.get(ch)
-        if not (ch in _URL_TRAILING or (pair and text.count(pair, i, j) < text.count(ch, i, j))):
+        if not (ch in _URL_TRAILING or (pair and counts[pair] < counts[ch])):
             break
+        if ch in counts:
+            counts[ch] -= 1
         j -= 1
     return j if j - i > len(prefix) else i
 
@@ -450,15 +481,24 @@ def _inline(text: str, links: bool = True) -> str:
             tokens.append(_esc("".join(buf)))
             buf.clear()
 
+    code_runs: _CodeRuns | None = None
+    budget = _Budget(2 * len(text) + 4096)
     i, n = 0, len(text)
     while i < n:
+        special = _INLINE_SPECIAL.search(text, i)
+        plain_end = special.start() if special else n
+        if plain_end > i:
+            buf.append(text[i:plain_end])
+            i = plain_end
+            continue
         c = text[i]
         if c == "\\" and i + 1 < n and (text[i + 1] in _ASCII_PUNCT or text[i + 1] == "\n"):
             buf.append(text[i + 1])
             i += 2
         elif c == "`":
             run = _run_length(text, i)
-            end = _find_code_close(text, i + run, run)
+            code_runs = code_runs or _CodeRuns(text)
+            end = code_runs.close(i + run, run)
             if end < 0:
                 buf.append(text[i : i + run])
                 i += run
@@ -470,7 +510,7 @@ def _inline(text: str, links: bool = True) -> str:
             tokens.append(f"<code>{_esc(content)}</code>" if links else _esc(content))
             i = end + run
         elif links and (c == "[" or (c == "!" and text.startswith("[", i + 1))):
-            parsed = _parse_link(text, i + 1 if c == "!" else i)
+            parsed = _parse_link(text, i + 1 if c == "!" else i, budget)
             if parsed is None:
                 buf.append(c)
                 i += 1
@@ -493,13 +533,16 @@ def _inline(text: str, links: bool = True) -> str:
             i = end
         elif c in _EMPHASIS_TAGS:
             run = _run_length(text, i)
-            if c in "~|" and run < 2:
-                buf.append(text[i : i + run])
-            else:
-                flush()
+            delim = None
+            if c not in "~|" or run >= 2:
                 prev = text[i - 1] if i > 0 else " "
                 nxt = text[i + run] if i + run < n else " "
-                tokens.append(_delim(c, run, prev, nxt))
+                delim = _delim(c, run, prev, nxt)
+            if delim is None or not (delim.can_open or delim.can_close):
+                buf.append(text[i : i + run])  # a run that can never pair is text
+            else:
+                flush()
+                tokens.append(delim)
             i += run
         else:
             buf.append(c)
@@ -511,18 +554,28 @@ def _inline(text: str, links: bool = True) -> str:
 
 def _match_emphasis(delims: list[_Delim]) -> None:
     """Pair delimiter runs (CommonMark's algorithm): each match disables the runs between the pair, so the
-    resulting tags always nest properly."""
-    for ci, closer in enumerate(delims):
-        if not closer.can_close:
-            continue
-        while closer.remaining > 0:
+    resulting tags always nest properly. The runs that may still open wait on a stack; a closer that found no
+    opener marks how far down its kind need not look again, so that the pairing stays linear."""
+    openers: list[_Delim] = []
+    floors: dict[tuple[str, bool, int], int] = {}  # (char, closer can open, closer length % 3): stack depth
+
+    def truncate(depth: int) -> None:
+        del openers[depth:]
+        for key, floor in floors.items():
+            floors[key] = min(floor, depth)
+
+    for closer in delims:
+        while closer.can_close and closer.remaining > 0:
+            if closer.char in "~|" and closer.remaining < 2:
+                break
+            key = (closer.char, closer.can_open, closer.count % 3)
             found = -1
-            for oi in range(ci - 1, -1, -1):
-                opener = delims[oi]
-                if not (opener.active and opener.can_open and opener.remaining and opener.char == closer.char):
+            for k in range(len(openers) - 1, floors.get(key, 0) - 1, -1):
+                opener = openers[k]
+                if opener.char != closer.char:
                     continue
                 if closer.char in "~|":
-                    if opener.remaining < 2 or closer.remaining < 2:
+                    if opener.remaining < 2:
                         continue
                 elif (
                     (opener.can_close or closer.can_open)
@@ -530,27 +583,35 @@ def _match_emphasis(delims: list[_Delim]) -> None:
                     and not (opener.count % 3 == 0 and closer.count % 3 == 0)
                 ):
                     continue
-                found = oi
+                found = k
                 break
             if found < 0:
+                floors[key] = len(openers)
                 break
-            opener = delims[found]
+            opener = openers[found]
             use = 2 if opener.remaining >= 2 and closer.remaining >= 2 else 1
             tag = _EMPHASIS_TAGS[closer.char][use - 1]
             opener.remaining -= use
             closer.remaining -= use
             opener.opens.insert(0, tag)
             closer.closes.append(tag)
-            for between in delims[found + 1 : ci]:
-                between.active = False
+            truncate(found + 1 if opener.remaining else found)  # the runs between are disabled
+        if closer.can_open and closer.remaining > 0:
+            openers.append(closer)
 
 
 # --- splitting and plain text -----------------------------------------------------------------------------------
+# The markup is read once into pieces (tags, entities, runs of text) and its visible text; cuts are found with
+# string searches on the visible text, so that splitting costs time in proportion to the text.
+
+_MARKUP = re.compile(
+    r"<(/?)([A-Za-z][A-Za-z0-9-]*)(?:\s[^<>]*)?>|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
+)
+_SPACE = re.compile(r"[^\S\n]")
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One unit of rendered HTML: a whole tag (`tag` set) or one visible character (maybe an entity)."""
+class _Piece(NamedTuple):
+    """A tag (`tag` set), an entity, or a run of text; `text` is what it shows (empty for a tag)."""
 
     raw: str
     text: str = ""
@@ -558,134 +619,189 @@ class _Item:
     closing: bool = False
 
 
-def _items(markup: str) -> list[_Item]:
-    items: list[_Item] = []
-    i, n = 0, len(markup)
-    while i < n:
-        c = markup[i]
-        if c == "<":
-            end = markup.find(">", i)
-            body = markup[i + 1 : end].strip() if end > 0 else ""
-            name = body.lstrip("/").split(maxsplit=1)[0].lower() if body.lstrip("/") else ""
-            if name and (name[0].isalpha()):
-                items.append(_Item(markup[i : end + 1], tag=name, closing=body.startswith("/")))
-                i = end + 1
+@functools.lru_cache(maxsize=256)
+def _entity(raw: str) -> _Piece | None:
+    value = html.unescape(raw)
+    return _Piece(raw, value) if len(value) == 1 else None  # else not an entity: plain text
+
+
+def _pieces(markup: str) -> list[_Piece]:
+    pieces: list[_Piece] = []
+    done = 0
+    for match in _MARKUP.finditer(markup):
+        raw = match.group()
+        if raw[0] == "&":
+            entity = _entity(raw)
+            if entity is None:
                 continue
-        elif c == "&":
-            end = markup.find(";", i, i + 12)
-            if end > 0:
-                entity = markup[i : end + 1]
-                value = html.unescape(entity)
-                if value != entity:
-                    items.append(_Item(entity, text=value))
-                    i = end + 1
-                    continue
-        items.append(_Item(c, text=c))
-        i += 1
-    return items
+            piece = entity
+        else:
+            piece = _Piece(raw, "", match.group(2).lower(), bool(match.group(1)))
+        if match.start() > done:
+            pieces.append(_text(markup[done : match.start()]))
+        pieces.append(piece)
+        done = match.end()
+    if done < len(markup):
+        pieces.append(_text(markup[done:]))
+    return pieces
 
 
 def plain_text(markup: str) -> str:
     """The visible text of rendered HTML: tags dropped, entities unescaped."""
-    return "".join(item.text for item in _items(markup))
+    return "".join(piece.text for piece in _pieces(markup))
 
 
-def _grapheme_join(items: list[_Item], c: int) -> bool:
-    """True when a cut before `items[c]` would break a character from its modifier."""
-    ch, before = items[c].text, items[c - 1].text
+def _fit(visible: str, start: int, units: int) -> int:
+    """The largest end such that visible[start:end] is at most `units` UTF-16 code units long."""
+    end = min(len(visible), start + units)
+    while (over := utf16_len(visible[start:end]) - units) > 0:
+        end -= (over + 1) // 2
+    used = utf16_len(visible[start:end])
+    while end < len(visible):
+        width = 2 if ord(visible[end]) > 0xFFFF else 1
+        if used + width > units:
+            break
+        used += width
+        end += 1
+    return end
+
+
+def _joins(before: str, char: str) -> bool:
+    """True when a cut between `before` and `char` would break a character from its modifier."""
     return bool(
-        ch
-        and (
-            unicodedata.combining(ch[0])
-            or ch[0] in "\u200d\ufe0e\ufe0f"
-            or 0x1F3FB <= ord(ch[0]) <= 0x1F3FF
-            or before == "\u200d"
-        )
+        unicodedata.combining(char)
+        or char in "\u200d\ufe0e\ufe0f"
+        or 0x1F3FB <= ord(char) <= 0x1F3FF
+        or before == "\u200d"
     )
 
 
-def _choose_cut(items: list[_Item], start: int, end: int, limit: int) -> int:
-    """Where to end the part that starts at `start`, given that items[start:end] fit and items[end] does not."""
-    best: dict[str, int] = {}
-    used = 0
-    last_char = ""
-    half = limit // 2
-    for c in range(start, end + 1):
-        item = items[c]
-        if item.tag:
-            continue
-        if c > start and used >= half and item.text.isspace():
-            if item.text == "\n":
-                following = next((it.text for it in items[c + 1 :] if not it.tag), "")
-                kind = "paragraph" if last_char == "\n" or following == "\n" else "line"
-                best[kind] = c
-            else:
-                best["space"] = c
-        used += utf16_len(item.text)
-        last_char = item.text
-    cut = next((best[kind] for kind in ("paragraph", "line", "space") if kind in best), end)
-    if cut == end:
-        while cut > start + 1 and _grapheme_join(items, cut):
-            cut -= 1
-    while cut - 1 > start and items[cut - 1].tag and not items[cut - 1].closing:
+def _choose_cut(visible: str, start: int, limit: int, tag_before: Callable[[int], bool]) -> int:
+    """Where (in visible characters) to end the part that starts at `start`, when the rest does not fit: at the
+    last paragraph break, else line break, else space in the second half of the window, else inside a word."""
+    end = _fit(visible, start, limit)  # visible[end] is the first character that does not fit
+    half = _fit(visible, start, limit // 2)
+    if utf16_len(visible[start:half]) < limit // 2:
+        half += 1
+    low = max(half, start + 1)
+    if low <= end:
+        paragraph = visible.rfind("\n\n", low - 1, end + 2)
+        if paragraph >= 0:
+            return paragraph + 1 if paragraph + 1 <= end else paragraph
+        line = visible.rfind("\n", low, end + 1)
+        if line >= 0:
+            return line
+        space = -1
+        for match in _SPACE.finditer(visible, low, end + 1):
+            space = match.start()
+        if space >= 0:
+            return space
+    cut = end
+    while cut > start + 1 and not tag_before(cut) and _joins(visible[cut - 1], visible[cut]):
         cut -= 1
-    if not any(not it.tag for it in items[start:cut]):
-        cut = next(k for k in range(start, len(items)) if not items[k].tag) + 1
     return cut
 
 
-def _trim(seq: list[_Item]) -> list[_Item]:
+def _trim(seq: list[_Piece]) -> list[_Piece]:
+    """Drop the whitespace a part starts with (only line breaks inside code) and ends with."""
     out = list(seq)
     j = len(out) - 1
     while j >= 0:
-        if out[j].tag:
-            j -= 1
-        elif out[j].text.isspace():
+        piece = out[j]
+        if not piece.tag:
+            kept = piece.text.rstrip()
+            if kept:
+                if kept != piece.text:
+                    out[j] = _text(kept)  # an entity is one character: kept whole or dropped
+                break
             del out[j]
-            j -= 1
-        else:
-            break
-    j, in_code = 0, False
-    while j < len(out):
-        item = out[j]
-        if item.tag:
-            in_code = in_code or (not item.closing and item.tag in ("pre", "code"))
-            j += 1
-        elif item.text == "\n" or (item.text.isspace() and not in_code):
-            del out[j]
-        else:
-            break
-    return out
+        j -= 1
+    in_code = False
+    for j, piece in enumerate(out):
+        if piece.tag:
+            in_code = in_code or (not piece.closing and piece.tag in ("pre", "code"))
+            continue
+        kept = piece.text.lstrip("\n") if in_code else piece.text.lstrip()
+        if kept:
+            if kept != piece.text:
+                out[j] = _text(kept)
+            return [p for k, p in enumerate(out) if k >= j or p.tag]
+    return [p for p in out if p.tag]
 
 
-def _drop_empty(seq: list[_Item]) -> list[_Item]:
-    out: list[_Item] = []
-    for item in seq:
-        if item.tag and item.closing and out and out[-1].tag == item.tag and not out[-1].closing:
+def _drop_empty(seq: list[_Piece]) -> list[_Piece]:
+    out: list[_Piece] = []
+    for piece in seq:
+        if piece.tag and piece.closing and out and out[-1].tag == piece.tag and not out[-1].closing:
             out.pop()
         else:
-            out.append(item)
+            out.append(piece)
     return out
 
 
-def _emit(stack: list[_Item], part: list[_Item]) -> tuple[list[_Item], list[_Item]]:
-    """Wrap `part` with the tags open before it and close what it leaves open: (items, tags open after it)."""
+def _emit(stack: list[_Piece], part: list[_Piece]) -> tuple[list[_Piece], list[_Piece]]:
+    """Wrap `part` with the tags open before it and close what it leaves open: (pieces, tags open after it)."""
     seq = list(stack)
     open_tags = list(stack)
-    for item in part:
-        if item.tag and not item.closing:
-            open_tags.append(item)
-        elif item.tag:
-            names = [t.tag for t in open_tags]
-            if item.tag not in names:
+    for piece in part:
+        if piece.tag and not piece.closing:
+            open_tags.append(piece)
+        elif piece.tag:
+            if all(tag.tag != piece.tag for tag in open_tags):
                 continue  # a stray closing tag
-            while open_tags[-1].tag != item.tag:
+            while open_tags[-1].tag != piece.tag:
                 unclosed = open_tags.pop()
-                seq.append(_Item(f"</{unclosed.tag}>", tag=unclosed.tag, closing=True))
+                seq.append(_Piece(f"</{unclosed.tag}>", tag=unclosed.tag, closing=True))
             open_tags.pop()
-        seq.append(item)
-    seq.extend(_Item(f"</{t.tag}>", tag=t.tag, closing=True) for t in reversed(open_tags))
+        seq.append(piece)
+    seq.extend(_Piece(f"</{tag.tag}>", tag=tag.tag, closing=True) for tag in reversed(open_tags))
     return _drop_empty(_trim(seq)), open_tags
+
+
+class _Cutter:
+    """The pieces of one markup with their places in its visible text, cut at visible positions."""
+
+    def __init__(self, markup: str) -> None:
+        self.pieces = _pieces(markup)
+        self.visible = "".join(piece.text for piece in self.pieces)
+        self.starts: list[int] = []  # where each piece begins in the visible text
+        self.shown: list[int] = []  # the pieces that show something, in order
+        at = 0
+        for index, piece in enumerate(self.pieces):
+            self.starts.append(at)
+            if piece.text:
+                self.shown.append(index)
+                at += len(piece.text)
+
+    def position(self, visible: int) -> tuple[int, int]:
+        """(piece, offset in its text) where the visible character `visible` begins; opening tags just before
+        it go with what follows."""
+        index = self.shown[bisect.bisect_right(self.shown, visible, key=lambda i: self.starts[i]) - 1]
+        offset = visible - self.starts[index]
+        if offset == 0:
+            while index > 0 and self.pieces[index - 1].tag and not self.pieces[index - 1].closing:
+                index -= 1
+        return index, offset
+
+    def tag_before(self, visible: int) -> bool:
+        """Whether a tag stands right before the visible character `visible`."""
+        index = self.shown[bisect.bisect_right(self.shown, visible, key=lambda i: self.starts[i]) - 1]
+        return visible == self.starts[index] and index > 0 and bool(self.pieces[index - 1].tag)
+
+    def between(self, start: tuple[int, int], end: tuple[int, int]) -> list[_Piece]:
+        """The pieces from one position to another; a run of text cut at either end is cut too."""
+        (first, skip), (last, keep) = start, end
+        if first == last:
+            return [_text(self.pieces[first].text[skip:keep])] if keep > skip else []
+        out = [_text(self.pieces[first].text[skip:]) if skip else self.pieces[first]]
+        out += self.pieces[first + 1 : last]
+        if keep:
+            out.append(_text(self.pieces[last].text[:keep]))
+        return out
+
+
+def _text(text: str) -> _Piece:
+    return _Piece(text, text)
 
 
 def split_message(markup: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
@@ -696,21 +812,19 @@ def split_message(markup: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """
     if limit < 2:
         raise ValueError("limit must be at least 2 UTF-16 code units")
-    items = _items(markup)
+    cutter = _Cutter(markup)
+    visible = cutter.visible
     parts: list[str] = []
-    stack: list[_Item] = []
-    start, n = 0, len(items)
-    while start < n:
-        used, end = 0, start
-        while end < n:
-            width = utf16_len(items[end].text)
-            if used + width > limit:
-                break
-            used += width
-            end += 1
-        cut = n if end >= n else _choose_cut(items, start, end, limit)
-        seq, stack = _emit(stack, items[start:cut])
-        if any(item.text.strip() for item in seq):
-            parts.append("".join(item.raw for item in seq))
-        start = cut
+    stack: list[_Piece] = []
+    start, here = (0, 0), 0
+    while start[0] < len(cutter.pieces):
+        if len(visible) - here <= limit and utf16_len(visible[here:]) <= limit:
+            end, cut = (len(cutter.pieces), 0), len(visible)
+        else:
+            cut = _choose_cut(visible, here, limit, cutter.tag_before)
+            end = cutter.position(cut)
+        seq, stack = _emit(stack, cutter.between(start, end))
+        if any(piece.text.strip() for piece in seq):
+            parts.append("".join(piece.raw for piece in seq))
+        start, here = end, cut
     return parts

@@ -2,11 +2,12 @@
 
 Private chats see the preview as a message draft (sendMessageDraft), other chats as one message edited at most
 once per EDIT_INTERVAL. Flood control pauses the preview, never the answer. While tools run, the preview shows
-a line per call under the text so far; the final answer replaces it, split into valid parts when long.
+a line per call under the text so far; the final answer replaces it, split into valid parts when long. A preview
+renders only the end of the text that it shows; a text the renderer fails on is sent as plain text.
 """
 
 import html as html_lib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import structlog
@@ -26,6 +27,7 @@ TYPING_EVERY = 4.5  # "typing..." shows for 5 s
 TYPING_AFTER = 1.0  # a turn that has shown nothing this long shows "typing..."
 FIRST_TEXT_AFTER = 0.5  # the first text is previewed once it has been streaming (two pieces or more) this long
 PREVIEW_LIMIT = 3500  # leaves room for the tool lines under the text
+PREVIEW_SOURCE = 2 * PREVIEW_LIMIT  # characters of the text's end that a preview renders (from a line start)
 FIRST_PREVIEW_SECONDS = 5.0  # the preview message's sendMessage may finish this long after the turn
 
 
@@ -36,6 +38,33 @@ class _Activity:
     state: str = "running"  # running | ok | failed
 
 
+@dataclass(slots=True)
+class _Text:
+    """The answer so far, kept as pieces: appending a streamed delta costs its own length only."""
+
+    pieces: list[str] = field(default_factory=list)
+    length: int = 0
+
+    def add(self, text: str) -> None:
+        self.pieces.append(text)
+        self.length += len(text)
+
+    def tail(self, size: int) -> str:
+        """The last `size` characters or a little more (whole pieces), cheaply."""
+        taken, count = [], 0
+        for piece in reversed(self.pieces):
+            taken.append(piece)
+            count += len(piece)
+            if count >= size:
+                break
+        return "".join(reversed(taken))
+
+    def whole(self) -> str:
+        if len(self.pieces) > 1:
+            self.pieces = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
+
+
 class Reply:
     """Collects the turn's text and tool activity (the engine's events), shows it (`run_previews` in a task)
     and delivers the final answer (`finish`)."""
@@ -44,7 +73,7 @@ class Reply:
         self.bot = bot
         self.target = target
         self.draft_id = draft_id  # set: preview as drafts (private chats); None: preview as an edited message
-        self.text = ""
+        self._text = _Text()
         self.activities: list[_Activity] = []
         self.preview_id: int | None = None  # the message being edited, in edit mode
         self._changed = anyio.Event()
@@ -56,14 +85,19 @@ class Reply:
         self._deltas = 0
         self._last_typing = -TYPING_EVERY
 
+    @property
+    def text(self) -> str:
+        """The text the engine has streamed since the last tools."""
+        return self._text.whole()
+
     # -- what the engine reports ----------------------------------------------------------------------------
     def add_text(self, text: str) -> None:
         if self.activities and all(activity.state != "running" for activity in self.activities):
             # The tools are done and the model speaks again: what it said before them makes way, as the final
             # message will hold only the answer.
             self.activities = []
-            self.text = ""
-        self.text += text
+            self._text = _Text()
+        self._text.add(text)
         self._deltas += 1
         if self._first_text_at is None:
             self._first_text_at = anyio.current_time()
@@ -94,9 +128,14 @@ class Reply:
             await self._show()
 
     def _preview_html(self) -> str:
+        """The end of the text that fits one message (only that end is rendered), and the tool lines."""
         html = ""
-        if self.text.strip():
-            parts = split_message(to_telegram_html(self.text), PREVIEW_LIMIT)
+        source = self._text.tail(PREVIEW_SOURCE)
+        if len(source) < self._text.length:  # start at a line, so that the end renders as it will
+            source = source[-PREVIEW_SOURCE:]
+            source = source[source.find("\n") + 1 :] if "\n" in source else source
+        if source.strip():
+            parts = split_message(rendered(source), PREVIEW_LIMIT)
             html = parts[-1] if parts else ""
         lines = [f"{_MARK[a.state]} {html_lib.escape(a.label, quote=False)}" for a in self.activities[-5:]]
         if lines:
@@ -158,7 +197,7 @@ class Reply:
     async def finish(self, markdown: str) -> None:
         """Deliver the final text: the preview message becomes its first part, the rest follow as new messages.
         Raises TelegramError only when a part could not be delivered after the retries."""
-        parts = split_message(to_telegram_html(markdown)) or ["…"]
+        parts = split_message(rendered(markdown)) or ["…"]
         first, rest = parts[0], parts[1:]
         if self.preview_id is not None:  # the last preview edit was a moment ago: keep to the pace
             # (a 429 that paused the previews is left to the patient send, which gives up past MAX_FLOOD_WAIT)
@@ -172,6 +211,15 @@ class Reply:
 
 
 _MARK = {"running": "⏳", "ok": "✓", "failed": "✗"}
+
+
+def rendered(markdown: str) -> str:
+    """The text as Telegram HTML; as escaped plain text if the renderer fails (the answer is never lost)."""
+    try:
+        return to_telegram_html(markdown)
+    except Exception:
+        log.exception("render_failed", chars=len(markdown))
+        return html_lib.escape(markdown, quote=False)
 
 
 def _short(arguments: dict[str, object], limit: int = 60) -> str:

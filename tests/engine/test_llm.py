@@ -282,7 +282,7 @@ async def test_a_failure_after_the_first_delta_is_not_retried(model_server: Scri
     model_server.script(Reply(text="The answer is", hang_after=True), Reply(text="never sent"))
     events: list[ModelEvent] = []
     async with model(model_server.base_url, timeout=1.0, retry_attempts=3) as chat:
-        with pytest.raises(ModelUnavailable, match="broke off"), anyio.fail_after(10):
+        with pytest.raises(ModelUnavailable, match="did not finish its answer within 1 s"), anyio.fail_after(10):
             async for event in chat.complete(QUESTION):
                 events.append(event)
     assert "".join(texts(events)) == "The answer is"
@@ -332,3 +332,44 @@ async def test_instant_mode_answers_every_request_without_a_script(model_server:
             events, completion = await turn(chat)
             assert texts(events) == ["fast"] and completion.text == "fast"
     assert model_server.requests == []  # benchmarks do not pile up recorded bodies
+
+
+# -- limits on a broken or hostile model (issue 9, items 11 and 12) ------------------------------------------------
+
+
+async def test_the_timeout_bounds_a_whole_dripping_answer_and_frees_the_slot(model_server: ScriptedModelServer) -> None:
+    model_server.script(Reply(text="one two three four five six seven eight", chunks=8, drip=0.5), Reply(text="next"))
+    async with model(model_server.base_url, timeout=1.0, max_concurrent_calls=1) as chat:
+        started = anyio.current_time()
+        with pytest.raises(ModelUnavailable, match="did not finish its answer within 1 s"):
+            await turn(chat)
+        assert anyio.current_time() - started < 2.0  # not the 4 s the drip takes
+        _, completion = await turn(chat)  # the one slot is free again
+    assert completion.text == "next"
+
+
+async def test_a_stream_over_the_size_limit_is_cut_off(model_server: ScriptedModelServer) -> None:
+    calls = tuple(Call("files_read", {"path": "p" * 1000}) for _ in range(2_000))
+    model_server.script(Reply(tool_calls=calls, chunks=1))
+    with capture_logs() as logs:
+        async with model(model_server.base_url, max_response_bytes=100_000) as chat:
+            _, completion = await turn(chat, tools=TOOLS)
+    assert completion.cut_at is not None and completion.cut_at <= 100_000 + 2_000
+    assert completion.finish_reason == "length"
+    assert 90 <= len(completion.tool_calls) <= 100  # not 2,000 calls held in memory
+    assert len(model_server.requests) == 1  # a cut answer is not asked again without streaming
+    assert any(entry["event"] == "llm_answer_cut" for entry in logs)
+
+
+async def test_one_huge_event_is_cut_without_reading_it_whole(model_server: ScriptedModelServer) -> None:
+    model_server.script(Reply(text="z" * 3_000_000, chunks=1))
+    async with model(model_server.base_url, max_response_bytes=100_000) as chat:
+        events, completion = await turn(chat)
+    assert completion.cut_at == 0 and completion.text == "" and texts(events) == []
+
+
+async def test_a_whole_answer_over_the_size_limit_is_refused(model_server: ScriptedModelServer) -> None:
+    model_server.script(Reply(text="z" * 300_000))
+    async with model(model_server.base_url, max_response_bytes=100_000, stream_tool_turns=False) as chat:
+        with pytest.raises(ModelUnavailable, match="sent an answer over 100000 bytes"):
+            await turn(chat, tools=TOOLS)

@@ -206,14 +206,14 @@ async def test_repeated_tool_call_ids_get_their_own_results(
     assert len(set(ids)) == 2
 
 
-async def test_a_message_too_long_for_the_history_budget_is_still_sent(
+async def test_a_message_too_long_for_the_context_is_not_sent(
     model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
 ) -> None:
-    model_server.script(Reply(text="That is long."))
     long_text = "word " * 9000
     async with engine_for(model_server, store_url) as engine:
-        await run_turn(engine, new_id(), long_text)
-    assert [message["role"] for message in model_server.bodies[0]["messages"]] == ["system", "user"]
+        events = await run_turn(engine, new_id(), long_text)
+    assert finished(events).refused and "too long" in finished(events).text
+    assert not model_server.requests
 
 
 async def test_a_model_that_stays_down_ends_the_turn_but_keeps_the_message(

@@ -57,6 +57,7 @@ class Reply:
     usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens); None: a rough count
     hang_after: bool = False  # streamed: send everything but the end, then stall until the server stops
     delay: float = 0.0  # seconds before the answer starts (a slow model); cut short when the server stops
+    drip: float = 0.0  # streamed: seconds between chunks (a model that dribbles); cut short when the server stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +306,11 @@ class ScriptedModelServer:
     async def _stream(self, reply: Reply, usage: dict[str, int] | None) -> AsyncIterator[str]:
         for chunk in self._chunks(reply):
             yield chunk
-            await asyncio.sleep(0)  # let each chunk go out on its own
+            if reply.drip:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._release.wait(), reply.drip)
+            else:
+                await asyncio.sleep(0)  # let each chunk go out on its own
         if reply.hang_after:
             await self._stalled()
             return

@@ -95,3 +95,16 @@ def test_what_the_bot_cannot_read() -> None:
     assert incoming(Update.de_json({"update_id": 2}, None), BOT) is None
     from_bot = update("hi", **{"from": {"id": 9, "is_bot": True, "first_name": "Other"}})
     assert incoming(from_bot, BOT) is None
+
+
+def test_text_over_telegrams_limits_is_refused_not_read() -> None:
+    """Telegram never sends such updates: a forged webhook body does. Counted in UTF-16 code units."""
+    assert incoming(update("a" * 4096), BOT).kind == "text"  # type: ignore[union-attr]
+    assert incoming(update("😀" * 2049), BOT) == Incoming(1, "too_long", 5, 0, 10, 5, True, "")
+    photo = [{"file_id": "p", "file_unique_id": "u", "width": 1, "height": 1}]
+    assert incoming(update(None, photo=photo, caption="c" * 1024), BOT).kind == "unreadable"  # type: ignore[union-attr]
+    assert incoming(update(None, photo=photo, caption="c" * 1025), BOT).kind == "too_long"  # type: ignore[union-attr]
+    assert incoming(update("a" * 5000, chat_type="group"), BOT) is None  # not for the bot anyway
+    mention = [{"type": "mention", "offset": 0, "length": 8}]
+    found = incoming(update("@our_bot " + "a" * 5000, chat_type="group", entities=mention), BOT)
+    assert found is not None and found.kind == "too_long"

@@ -307,3 +307,45 @@ def test_split_hostile_inputs_stay_valid(markdown: str) -> None:
     for part in split_message(rendered, limit=7):
         check_valid(part)
         assert utf16_len(plain_text(part)) <= 7
+
+
+# -- size and depth (issue 9, item 13) --------------------------------------------------------------------------
+
+
+def _mixed(size: int) -> str:
+    blocks = [
+        "Some **bold**, *italic*, `code`, a [link](https://e.com/x) and https://e.com/y in a sentence.",
+        "- a list item with _emphasis_\n  - a nested one",
+        "> a quote\n> > a deeper one",
+        "```python\nprint('hi')  # <tag> & more\n```",
+        "[[[ brackets ((( stars * * ** ___ <<< >>> &&& `` ` ```` 😀👍🏽",
+        "| a | b |\n|---|---|\n| 1 | 2 |",
+    ]
+    text, k = [], 0
+    while sum(map(len, text)) < size:
+        text.append(blocks[k % len(blocks)])
+        k += 1
+    return "\n\n".join(text)
+
+
+def test_a_megabyte_renders_and_splits_in_linear_time() -> None:
+    """Before: a 1 MB answer took 102 s of event-loop CPU. The bound is generous (a loaded CI machine)."""
+    import time
+
+    source = _mixed(1_000_000)
+    started = time.process_time()
+    parts = split_message(to_telegram_html(source))
+    assert time.process_time() - started < 5.0
+    assert len(parts) > 200 and all(utf16_len(plain_text(part)) <= 4096 for part in parts)
+    check_valid(parts[0])
+    check_valid(parts[-1])
+
+
+def test_ten_thousand_nested_quotes_render() -> None:
+    """Before: 1,000 levels raised RecursionError and the answer was lost. Deep levels are read flat."""
+    deep = to_telegram_html("> " * 10_000 + "deep")
+    assert deep == "<blockquote>deep</blockquote>"
+    stairs = "\n".join("> " * depth + f"level {depth}" for depth in range(1, 1_001))
+    rendered = to_telegram_html(stairs)
+    check_valid(rendered)
+    assert rendered.startswith("<blockquote>level 1") and "level 1000" in rendered
