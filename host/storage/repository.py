@@ -1,13 +1,17 @@
-"""ConversationStore: conversations per chat and topic, their messages, users, and claimed Telegram updates.
+"""ConversationStore: conversations per chat and topic, their messages, users, claimed Telegram updates, and
+the replies still owed (host.storage.pending).
 
 Owns the translation of SQLAlchemy and driver errors into StorageError. Imports nothing from the host but
-errors and storage; token counts arrive with the messages.
+errors and storage; token counts arrive with the messages. Text is stored with NUL replaced by U+FFFD
+(PostgreSQL's text cannot hold NUL; both backends keep the same history).
 """
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any, Self
+
+import secrets
 
 import anyio
 from alembic.util import CommandError
@@ -19,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from host.errors import HostError
+from host.storage import pending
 from host.storage.database import DEFAULT_URL, migrate, open_engine
-from host.storage.models import Conversation, Message, ProcessedUpdate, User, utcnow
+from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
 from host.storage.window import StoredMessage, fit_window
 
 _RESET_ATTEMPTS = 3
+WRITE_WAIT_SECONDS = 120.0  # on SQLite, the longest a write waits for its turn before it fails
 
 
 class StorageError(HostError):
@@ -53,6 +59,10 @@ class ConversationStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # SQLite has one writer at a time: this process's writers take turns here instead of in SQLite's busy
+        # handler, where a burst of them waits out the busy timeout ("database is locked").
+        self._write_turn = anyio.Lock() if engine.dialect.name == "sqlite" else None
+        self.owner = secrets.token_hex(8)  # this process, as the holder of its turns' pending replies
 
     @property
     def engine(self) -> AsyncEngine:
@@ -72,10 +82,31 @@ class ConversationStore:
         finally:
             await engine.dispose()
 
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; on SQLite one at a time in this process, and IMMEDIATE, so that it holds the
+        write lock from its first statement (a read that turns into a write can fail at once with "locked" when
+        another process wrote meanwhile)."""
+        if self._write_turn is None:
+            async with self._engine.begin() as connection:
+                yield connection
+            return
+        try:
+            with anyio.fail_after(WRITE_WAIT_SECONDS):
+                await self._write_turn.acquire()
+        except TimeoutError:
+            raise StorageError(f"the database is busy: a write waited {WRITE_WAIT_SECONDS:.0f} s") from None
+        try:
+            async with self._engine.begin() as connection:
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                yield connection
+        finally:
+            self._write_turn.release()
+
     async def current_conversation(self, chat_id: int, topic_id: int = 0) -> int:
         """The open conversation of the chat (and forum topic), created if there is none."""
         with _translated("load the conversation"):
-            async with self._engine.begin() as connection:
+            async with self._writing() as connection:
                 return await _current(connection, chat_id, topic_id)
 
     async def begin_turn(
@@ -86,26 +117,57 @@ class ConversationStore:
         user_id: int | None,
         *,
         update_id: int | None = None,
+        route: dict[str, Any] | None = None,
     ) -> int | None:
         """The start of a turn in one transaction: the update claimed (when given), the chat's open conversation
-        (created if needed), the user recorded, the user's message stored. Returns the conversation's id, or
-        None when the update was claimed before (then nothing is stored)."""
+        (created if needed), the user recorded, the user's message stored, and with a `route` (the front end's
+        data for delivering the reply; needs update_id) the reply recorded as owed until `reply_delivered`.
+        Returns the conversation's id, or None when the update was claimed before (then nothing is stored)."""
+        if route is not None and update_id is None:
+            raise ValueError("a reply owed is recorded by its update_id: pass one with the route")
         with _translated("store the message"):
-            async with self._engine.begin() as connection:
+            async with self._writing() as connection:
                 if update_id is not None and not await _claim(connection, update_id):
                     return None
                 conversation_id = await _current(connection, chat_id, topic_id)
                 if user_id is not None:
                     await _touch_user(connection, user_id)
-                await connection.execute(_message_insert(conversation_id, message, user_id))
+                stored = await connection.execute(_message_insert(conversation_id, message, user_id))
+                if route is not None and update_id is not None:
+                    await pending.add(connection, update_id, int(stored.scalar_one()), route, self.owner)
                 return conversation_id
+
+    async def preview_shown(self, update_id: int, chat_id: int, message_id: int) -> None:
+        """Remember the message that previews the reply owed for `update_id`, to mark it cut off after a crash."""
+        with _translated("remember the preview"):
+            async with self._writing() as connection:
+                await pending.set_preview(connection, update_id, chat_id, message_id)
+
+    async def reply_delivered(self, update_id: int) -> None:
+        """The reply owed for `update_id` reached the user (or the user was told why not): nothing is owed."""
+        with _translated("record the delivery"):
+            async with self._writing() as connection:
+                await connection.execute(delete(PendingReply).where(PendingReply.update_id == update_id))
+
+    async def renew_leases(self) -> int:
+        """Extend this process's hold on the replies it owes (see pending.LEASE); how many."""
+        with _translated("renew the leases"):
+            async with self._writing() as connection:
+                return await pending.renew(connection, self.owner)
+
+    async def claim_orphans(self, *, lapsed_only: bool = True) -> list[pending.Orphan]:
+        """Take over the replies other processes owe and can no longer deliver: those whose lease lapsed (the
+        process died), or with lapsed_only=False all of them (this process is the only one, as with polling)."""
+        with _translated("claim the unanswered messages"):
+            async with self._writing() as connection:
+                return await pending.claim(connection, self.owner, lapsed_only=lapsed_only)
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> int:
         """Close the open conversation and start a new one; returns the new one's id."""
         for attempt in range(1, _RESET_ATTEMPTS + 1):
             try:
                 with _translated("reset the conversation"):
-                    async with self._engine.begin() as connection:
+                    async with self._writing() as connection:
                         now = utcnow()
                         await connection.execute(
                             update(Conversation).where(_is_open(chat_id, topic_id)).values(reset_at=now)
@@ -124,7 +186,7 @@ class ConversationStore:
     async def append(self, conversation_id: int, message: StoredMessage, user_id: int | None = None) -> int:
         """Store one message now, after every earlier one of the conversation; returns its id."""
         with _translated("store the message"):
-            async with self._engine.begin() as connection:
+            async with self._writing() as connection:
                 stored = await connection.execute(_message_insert(conversation_id, message, user_id))
                 return int(stored.scalar_one())
 
@@ -150,7 +212,7 @@ class ConversationStore:
     async def set_user_preferences(self, user_id: int, prefs: dict[str, Any]) -> None:
         """Replace the user's preferences (the user is recorded if new)."""
         with _translated("store the user's preferences"):
-            async with self._engine.begin() as connection:
+            async with self._writing() as connection:
                 statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences=prefs)
                 await connection.execute(
                     statement.on_conflict_do_update(
@@ -161,13 +223,13 @@ class ConversationStore:
     async def claim_update(self, update_id: int) -> bool:
         """True the first time an update id is claimed, False ever after (atomic, and across restarts)."""
         with _translated("claim the update"):
-            async with self._engine.begin() as connection:
+            async with self._writing() as connection:
                 return await _claim(connection, update_id)
 
     async def forget_updates(self, before: datetime) -> int:
         """Forget the update ids claimed before `before` (they can be claimed again); how many were forgotten."""
         with _translated("forget old updates"):
-            async with self._engine.begin() as connection:
+            async with self._writing() as connection:
                 result = await connection.execute(delete(ProcessedUpdate).where(ProcessedUpdate.created_at < before))
                 return int(result.rowcount or 0)
 
@@ -215,15 +277,19 @@ def _message_insert(conversation_id: int, message: StoredMessage, user_id: int |
         .values(
             conversation_id=conversation_id,
             role=message.role,
-            content=message.content,
-            tool_calls=message.tool_calls,
-            tool_call_id=message.tool_call_id,
+            content=_without_nul(message.content),
+            tool_calls=message.tool_calls,  # JSON: a NUL in it is written as the escape \u0000, which both keep
+            tool_call_id=_without_nul(message.tool_call_id),
             user_id=user_id,
             token_count=message.token_count,
             created_at=utcnow(),
         )
         .returning(Message.id)
     )
+
+
+def _without_nul(text: str | None) -> str | None:
+    return text.replace("\x00", "\ufffd") if text is not None and "\x00" in text else text
 
 
 def _is_open(chat_id: int, topic_id: int) -> ColumnElement[bool]:
