@@ -1,5 +1,6 @@
 """Benchmark the conversation store under a burst: N new chats at once, each storing the start of a turn
-(begin_turn), reading its window and storing its answer (append), on SQLite (a temporary file) and PostgreSQL (a throw-away database).
+(begin_turn), reading its window and storing its answer (append), on SQLite (a temporary file) and PostgreSQL
+(a throw-away database).
 Counts the StorageErrors (what a user sees as "I cannot reach my database") and the wall time of the burst.
 Run: `python -m bench.store_bench [--chats 200 1000] [--postgres-url URL]`.
 """

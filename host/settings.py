@@ -58,6 +58,9 @@ class Settings(BaseSettings):
 
     mcp_servers_config: Path = Path("./mcp_servers.json")
 
+    # crash recovery (host/telegram/recovery.py): unanswered messages younger than this are answered after a restart
+    recover_window_seconds: float = Field(default=600.0, ge=0)
+
     @field_validator("admin_user_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:

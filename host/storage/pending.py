@@ -63,7 +63,22 @@ async def claim(connection: AsyncConnection, owner: str, *, lapsed_only: bool) -
     """Take over the rows of other processes (with a lapsed lease only, or all of them); oldest first."""
     now = utcnow()
     found = (
-        select(PendingReply, Message, Conversation)
+        select(
+            PendingReply.update_id,
+            PendingReply.owner,
+            PendingReply.route,
+            PendingReply.attempts,
+            PendingReply.preview_chat_id,
+            PendingReply.preview_message_id,
+            Message.id.label("message_id"),
+            Message.user_id,
+            Message.content,
+            Message.token_count,
+            Message.created_at,
+            Conversation.id.label("conversation_id"),
+            Conversation.chat_id,
+            Conversation.topic_id,
+        )
         .join(Message, Message.id == PendingReply.message_id)
         .join(Conversation, Conversation.id == Message.conversation_id)
         .where(PendingReply.owner != owner)
@@ -72,32 +87,32 @@ async def claim(connection: AsyncConnection, owner: str, *, lapsed_only: bool) -
     if lapsed_only:
         found = found.where(PendingReply.lease_until < now)
     claimed = []
-    for pending, message, conversation in (await connection.execute(found)).tuples().all():
+    for row in (await connection.execute(found)).all():
         taken = await connection.execute(
             update(PendingReply)
-            .where(PendingReply.update_id == pending.update_id, PendingReply.owner == pending.owner)
+            .where(PendingReply.update_id == row.update_id, PendingReply.owner == row.owner)
             .values(owner=owner, lease_until=now + LEASE, attempts=PendingReply.attempts + 1)
         )
         if taken.rowcount != 1:  # another process claimed it a moment ago
             continue
         preview = None
-        if pending.preview_chat_id is not None and pending.preview_message_id is not None:
-            preview = (pending.preview_chat_id, pending.preview_message_id)
+        if row.preview_chat_id is not None and row.preview_message_id is not None:
+            preview = (int(row.preview_chat_id), int(row.preview_message_id))
         claimed.append(
             Orphan(
-                update_id=pending.update_id,
-                message_id=message.id,
-                conversation_id=conversation.id,
-                chat_id=conversation.chat_id,
-                topic_id=conversation.topic_id,
-                user_id=message.user_id,
-                text=message.content or "",
-                token_count=message.token_count,
-                created_at=message.created_at,
-                route=dict(pending.route),
-                attempts=pending.attempts + 1,
+                update_id=row.update_id,
+                message_id=row.message_id,
+                conversation_id=row.conversation_id,
+                chat_id=row.chat_id,
+                topic_id=row.topic_id,
+                user_id=row.user_id,
+                text=row.content or "",
+                token_count=row.token_count,
+                created_at=row.created_at,
+                route=dict(row.route),
+                attempts=row.attempts + 1,
                 preview=preview,
-                answer=await _stored_answer(connection, message.conversation_id, message.id),
+                answer=await _stored_answer(connection, row.conversation_id, row.message_id),
             )
         )
     return claimed

@@ -6,12 +6,11 @@ errors and storage; token counts arrive with the messages. Text is stored with N
 (PostgreSQL's text cannot hold NUL; both backends keep the same history).
 """
 
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any, Self
-
-import secrets
 
 import anyio
 from alembic.util import CommandError

@@ -1,0 +1,117 @@
+"""Crash recovery end to end: `mcpbot run` killed with SIGKILL during turns, then started again, on SQLite and on
+PostgreSQL. The unanswered messages are answered once (or, when too old, get a short note), the preview the crash
+left in a group says it was cut off, and a further restart sends nothing again."""
+
+import signal
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from host.storage.models import Message, PendingReply, utcnow
+from host.telegram.recovery import CUT_OFF
+from tests.peers.openai_server import Hang, Reply, ScriptedModelServer
+from tests.peers.telegram_server import FakeBotAPI
+from tests.stores import ThrowAwayDatabases, databases
+from tests.telegram.botrun import BotProcess
+
+__all__ = ["databases"]  # the fixture
+
+GROUP = -100
+PRIVATE = 42
+
+
+@pytest.fixture
+def api() -> Iterator[FakeBotAPI]:
+    with FakeBotAPI() as server:
+        yield server
+
+
+@pytest.fixture
+def model() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer() as server:
+        yield server
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    return str(next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user"))
+
+
+def previews_recorded(url: str) -> list[int | None]:
+    """The preview message ids the bot recorded for the replies it owes, read from its database."""
+
+    async def read() -> list[int | None]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return list((await connection.scalars(select(PendingReply.preview_message_id))).all())
+        finally:
+            await engine.dispose()
+
+    return anyio.run(read)
+
+
+def backdate(url: str, text: str, age: timedelta) -> None:
+    async def write() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    update(Message).where(Message.content == text).values(created_at=utcnow() - age)
+                )
+        finally:
+            await engine.dispose()
+
+    anyio.run(write)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_turns_cut_by_a_crash_are_answered_once_after_the_restart(
+    api: FakeBotAPI,
+    model: ScriptedModelServer,
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
+    databases: ThrowAwayDatabases,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db"
+    if backend == "postgresql":
+        url = databases.create(request.getfixturevalue("postgres_url"))
+    # The first requests never finish: the group's streams some text (a preview appears), the private one nothing.
+    model.always(
+        lambda body: (
+            Reply(text="The answer begins like this, and", chunks=4, hang_after=True)
+            if "group" in last_user_text(body)
+            else Hang()
+        )
+    )
+    bot = BotProcess(api, model, tmp_path, database_url=url)
+    with bot:
+        api.push_message(GROUP, "@fake_bot a group question", chat_type="supergroup", user_id=5)
+        api.push_message(PRIVATE, "an old question")
+        bot.wait_until(lambda: len(model.requests) == 2 and previews_recorded(url).count(None) == 1, timeout=20)
+        assert api.texts(GROUP) == ["The answer begins like this, and"]  # the preview, as if it were the answer
+        assert bot.stop(signal.SIGKILL) == -signal.SIGKILL
+        backdate(url, "an old question", timedelta(hours=1))  # older than RECOVER_WINDOW_SECONDS (600)
+
+        model.always(lambda body: Reply(text=f"The whole answer to: {last_user_text(body)}"))
+        bot.start()
+        bot.wait_until(lambda: len(api.texts(GROUP)) == 2 and len(api.texts(PRIVATE)) == 1, timeout=20)
+        assert api.texts(GROUP) == [CUT_OFF, "The whole answer to: a group question"]
+        note = api.texts(PRIVATE)[0]
+        assert note.startswith("⚠️ I was restarted and could not answer your message from ") and "again" in note
+        assert [last_user_text(body) for body in model.bodies[2:]] == ["a group question"]  # asked once more
+        assert bot.stop() == 0
+        assert previews_recorded(url) == []  # nothing is owed any more
+
+        bot.start()  # and again: nothing is sent twice
+        bot.wait_until(lambda: bot.log.count('"unanswered_claimed"') == 3)  # one line a start
+        assert bot.stop() == 0
+    assert len(api.texts(GROUP)) == 2 and len(api.texts(PRIVATE)) == 1 and len(model.requests) == 3
+    answer = next(sent for sent in api.sent(GROUP) if "whole answer" in sent["params"]["text"])
+    assert answer["params"]["reply_parameters"]["message_id"] > 0  # it answers the question asked
