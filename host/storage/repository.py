@@ -277,7 +277,7 @@ def _message_insert(conversation_id: int, message: StoredMessage, user_id: int |
             conversation_id=conversation_id,
             role=message.role,
             content=_without_nul(message.content),
-            tool_calls=message.tool_calls,  # JSON: a NUL in it is written as the escape \u0000, which both keep
+            tool_calls=_without_nul_inside(message.tool_calls),
             tool_call_id=_without_nul(message.tool_call_id),
             user_id=user_id,
             token_count=message.token_count,
@@ -289,6 +289,17 @@ def _message_insert(conversation_id: int, message: StoredMessage, user_id: int |
 
 def _without_nul(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd") if text is not None and "\x00" in text else text
+
+
+def _without_nul_inside(value: Any) -> Any:
+    """The strings of a JSON value without NUL, like the text columns (a call id must match its result's)."""
+    if isinstance(value, str):
+        return _without_nul(value)
+    if isinstance(value, list):
+        return [_without_nul_inside(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul_inside(key): _without_nul_inside(item) for key, item in value.items()}
+    return value
 
 
 def _is_open(chat_id: int, topic_id: int) -> ColumnElement[bool]:

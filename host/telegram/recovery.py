@@ -1,9 +1,10 @@
 """Crash recovery: the replies still owed when the bot died (host.storage.pending) are delivered after it restarts.
 
 At start, before the first update is read, the messages left unanswered are claimed and queued in their chats,
-ahead of anything new. A message of the last RECOVER_WINDOW_SECONDS is answered (its stored answer delivered, or
-its turn run again); an older one, or one whose recovery was already begun MAX_ATTEMPTS times (it may be what
-crashed the bot), gets a short note instead; a preview message the crash left is edited to say it was cut off.
+ahead of anything new. An answer stored before the crash is delivered as it is; else a message of the last
+RECOVER_WINDOW_SECONDS has its turn run again, and an older one, or one whose recovery was already begun
+MAX_ATTEMPTS times (it may be what crashed the bot), gets a short note. A preview message the crash left is
+edited to say it was cut off.
 While running, this process renews the leases of the replies it owes and claims those of processes that died.
 """
 
@@ -99,16 +100,16 @@ class Recovery:
             except TelegramError as error:
                 log.info("preview_not_marked", error=str(error))
         age = datetime.now(UTC) - orphan.created_at
-        if age > self.window or orphan.attempts > MAX_ATTEMPTS:
-            log.warning("message_not_recovered", age_seconds=round(age.total_seconds()), attempts=orphan.attempts)
-            try:
-                await send_html(bot, target, html.escape(TOO_LATE.format(time=_when(orphan.created_at)), quote=False))
-            finally:
-                await self.front.delivered(orphan.update_id)
-        elif orphan.answer is not None:  # the crash came between storing the answer and delivering it
+        if orphan.answer is not None:  # the crash came between storing the answer and delivering it
             log.info("answer_recovered")
             try:
                 await Reply(bot, target, draft_id=None).finish(orphan.answer)
+            finally:
+                await self.front.delivered(orphan.update_id)
+        elif age > self.window or orphan.attempts > MAX_ATTEMPTS:
+            log.warning("message_not_recovered", age_seconds=round(age.total_seconds()), attempts=orphan.attempts)
+            try:
+                await send_html(bot, target, html.escape(TOO_LATE.format(time=_when(orphan.created_at)), quote=False))
             finally:
                 await self.front.delivered(orphan.update_id)
         else:

@@ -12,9 +12,16 @@ import anyio
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import create_async_engine
+from telegram import Bot
 
+from host.app import open_app
+from host.ratelimit import open_rate_limiter
+from host.settings import Settings
+from host.storage import ConversationStore, StoredMessage
 from host.storage.models import Message, PendingReply, utcnow
-from host.telegram.recovery import CUT_OFF
+from host.storage.pending import Orphan
+from host.telegram.frontend import FrontEnd
+from host.telegram.recovery import CUT_OFF, MAX_ATTEMPTS, Recovery
 from tests.peers.openai_server import Hang, Reply, ScriptedModelServer
 from tests.peers.telegram_server import FakeBotAPI
 from tests.stores import ThrowAwayDatabases, databases
@@ -115,3 +122,39 @@ def test_turns_cut_by_a_crash_are_answered_once_after_the_restart(
     assert len(api.texts(GROUP)) == 2 and len(api.texts(PRIVATE)) == 1 and len(model.requests) == 3
     answer = next(sent for sent in api.sent(GROUP) if "whole answer" in sent["params"]["text"])
     assert answer["params"]["reply_parameters"]["message_id"] > 0  # it answers the question asked
+
+
+@pytest.mark.anyio
+async def test_a_stored_answer_is_delivered_as_it_is_and_a_message_that_keeps_crashing_gets_the_note(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db"
+    config = tmp_path / "mcp_servers.json"
+    config.write_text('{"mcpServers": {}}')
+    route = {"message_id": 5, "private": True}
+    with anyio.fail_after(30):
+        async with ConversationStore.open(url) as dead:  # the process that crashed, twice for chat 2
+            conversation = await dead.begin_turn(
+                1, 0, StoredMessage("user", "q1", None, None, 3), 1, update_id=1, route=route
+            )
+            assert conversation is not None
+            await dead.append(conversation, StoredMessage("assistant", "the stored **answer**", None, None, 3))
+            await dead.begin_turn(2, 0, StoredMessage("user", "q2", None, None, 3), 2, update_id=2, route=route)
+        for _ in range(MAX_ATTEMPTS):  # recoveries that began and crashed again
+            async with ConversationStore.open(url) as crashed:
+                assert [o.update_id for o in await crashed.claim_orphans(lapsed_only=False)] == [1, 2]
+        settings = Settings(_env_file=None, database_url=url, llm_base_url=model.base_url, mcp_servers_config=config)
+        async with (
+            open_app(settings) as app,
+            open_rate_limiter(None, user_limit=10, global_limit=10, window=60) as limiter,
+            Bot(api.token, base_url=api.base_url) as bot,
+        ):
+            recovery = Recovery(FrontEnd(app, bot, limiter), alone=True)
+            owed: list[Orphan] = []
+            await recovery.start(owed.append)
+            for orphan in owed:
+                await recovery.handle(orphan)
+            assert await app.store.claim_orphans(lapsed_only=False) == []  # nothing is owed any more
+    assert api.texts(1) == ["the stored answer"]  # delivered, rendered, without asking the model again
+    assert len(api.texts(2)) == 1 and api.texts(2)[0].startswith("⚠️ I was restarted and could not answer")
+    assert model.requests == []
