@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import anyio
 import pytest
-
 from sqlalchemy import update
 
 from host.storage import ConversationStore, StoredMessage
