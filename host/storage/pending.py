@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from host.storage.models import Conversation, Message, PendingReply, utcnow
 
@@ -36,30 +36,30 @@ class Orphan:
     answer: str | None  # the answer stored before the crash but perhaps never delivered
 
 
-async def add(connection: AsyncConnection, update_id: int, message_id: int, route: dict[str, Any], owner: str) -> None:
-    await connection.execute(
+def add(connection: Connection, update_id: int, message_id: int, route: dict[str, Any], owner: str) -> None:
+    connection.execute(
         insert(PendingReply).values(
             update_id=update_id, message_id=message_id, route=route, owner=owner, lease_until=utcnow() + LEASE
         )
     )
 
 
-async def set_preview(connection: AsyncConnection, update_id: int, chat_id: int, message_id: int) -> None:
-    await connection.execute(
+def set_preview(connection: Connection, update_id: int, chat_id: int, message_id: int) -> None:
+    connection.execute(
         update(PendingReply)
         .where(PendingReply.update_id == update_id)
         .values(preview_chat_id=chat_id, preview_message_id=message_id)
     )
 
 
-async def renew(connection: AsyncConnection, owner: str) -> int:
-    result = await connection.execute(
+def renew(connection: Connection, owner: str) -> int:
+    result = connection.execute(
         update(PendingReply).where(PendingReply.owner == owner).values(lease_until=utcnow() + LEASE)
     )
     return int(result.rowcount or 0)
 
 
-async def claim(connection: AsyncConnection, owner: str, *, lapsed_only: bool) -> list[Orphan]:
+def claim(connection: Connection, owner: str, *, lapsed_only: bool) -> list[Orphan]:
     """Take over the rows of other processes (with a lapsed lease only, or all of them); oldest first."""
     now = utcnow()
     found = (
@@ -87,8 +87,8 @@ async def claim(connection: AsyncConnection, owner: str, *, lapsed_only: bool) -
     if lapsed_only:
         found = found.where(PendingReply.lease_until < now)
     claimed = []
-    for row in (await connection.execute(found)).all():
-        taken = await connection.execute(
+    for row in (connection.execute(found)).all():
+        taken = connection.execute(
             update(PendingReply)
             .where(PendingReply.update_id == row.update_id, PendingReply.owner == row.owner)
             .values(owner=owner, lease_until=now + LEASE, attempts=PendingReply.attempts + 1)
@@ -112,17 +112,17 @@ async def claim(connection: AsyncConnection, owner: str, *, lapsed_only: bool) -
                 route=dict(row.route),
                 attempts=row.attempts + 1,
                 preview=preview,
-                answer=await _stored_answer(connection, row.conversation_id, row.message_id),
+                answer=_stored_answer(connection, row.conversation_id, row.message_id),
             )
         )
     return claimed
 
 
-async def _stored_answer(connection: AsyncConnection, conversation_id: int, message_id: int) -> str | None:
+def _stored_answer(connection: Connection, conversation_id: int, message_id: int) -> str | None:
     """The turn's final answer when it was stored: the first assistant text after the message, before the next
     user message (a turn's tool-call requests carry tool_calls and do not count)."""
     later = (
-        await connection.execute(
+        connection.execute(
             select(Message.role, Message.content, Message.tool_calls)
             .where(Message.conversation_id == conversation_id, Message.id > message_id, Message.role != "tool")
             .order_by(Message.id)
