@@ -20,6 +20,7 @@ from host.settings import Settings
 from host.storage import ConversationStore, StoredMessage
 from host.storage.models import Message, PendingReply, utcnow
 from host.storage.pending import Orphan
+from host.telegram import recovery as recovery_module
 from host.telegram.frontend import FrontEnd
 from host.telegram.recovery import CUT_OFF, MAX_ATTEMPTS, Recovery
 from tests.peers.openai_server import Hang, Reply, ScriptedModelServer
@@ -158,3 +159,43 @@ async def test_a_stored_answer_is_delivered_as_it_is_and_a_message_that_keeps_cr
     assert api.texts(1) == ["the stored answer"]  # delivered, rendered, without asking the model again
     assert len(api.texts(2)) == 1 and api.texts(2)[0].startswith("⚠️ I was restarted and could not answer")
     assert model.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_webhook_replica_takes_over_what_a_dead_one_owed_once_its_lease_lapsed(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recovery_module, "RENEW_EVERY", 0.05)  # instead of every 10 s
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db"
+    config = tmp_path / "mcp_servers.json"
+    config.write_text('{"mcpServers": {}}')
+    route = {"message_id": 5, "private": True}
+    model.always(lambda body: Reply(text=f"answered: {last_user_text(body)}"))
+    settings = Settings(_env_file=None, database_url=url, llm_base_url=model.base_url, mcp_servers_config=config)
+    with anyio.fail_after(30):
+        async with (
+            ConversationStore.open(url) as other,  # another replica, alive at first
+            open_app(settings) as app,
+            open_rate_limiter(None, user_limit=10, global_limit=10, window=60) as limiter,
+            Bot(api.token, base_url=api.base_url) as bot,
+        ):
+            await other.begin_turn(7, 0, StoredMessage("user", "q", None, None, 3), 7, update_id=70, route=route)
+            recovery = Recovery(FrontEnd(app, bot, limiter), alone=False)
+            owed: list[Orphan] = []
+            await recovery.start(owed.append)
+            assert owed == []  # its lease runs: that replica may be answering it right now
+            taken_over = anyio.Event()
+
+            def submit(orphan: Orphan) -> None:
+                owed.append(orphan)
+                taken_over.set()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(recovery.keep, submit)
+                async with other.engine.begin() as connection:  # it died: nobody renews its lease
+                    await connection.execute(update(PendingReply).values(lease_until=utcnow()))
+                await taken_over.wait()
+                tasks.cancel_scope.cancel()
+            await recovery.handle(owed[0])
+    assert [o.update_id for o in owed] == [70]
+    assert api.texts(7) == ["answered: q"]
