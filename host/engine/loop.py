@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -133,21 +133,44 @@ class Engine:
         await self.store.reset(chat_id, topic_id)
 
     async def turn(
-        self, chat_id: int, text: str, *, user_id: int | None = None, topic_id: int = 0, update_id: int | None = None
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        user_id: int | None = None,
+        topic_id: int = 0,
+        update_id: int | None = None,
+        route: dict[str, Any] | None = None,
     ) -> AsyncGenerator[EngineEvent, None]:
         """Answer one user message. The message is stored before the model is called, so a failure that ends
         the turn (ModelUnavailable, StorageError) never loses it. A consumer that stops early should close the
         generator (`contextlib.aclosing`); whatever tools ran by then is stored with its results.
 
         `update_id` makes the turn happen once: claimed in the same transaction that stores the message, a turn
-        whose update_id was claimed before yields no events at all (a message delivered twice)."""
+        whose update_id was claimed before yields no events at all (a message delivered twice). With `route` (the
+        front end's data for delivering the reply) the reply is recorded as owed in that transaction too, until the
+        front end calls ConversationStore.reply_delivered: a crash before then leaves the message to `resume`."""
+        async with self._one_at_a_time(chat_id, topic_id):
+            async for event in self._turn(chat_id, topic_id, text, user_id, update_id, route):
+                yield event
+
+    async def resume(
+        self, chat_id: int, topic_id: int, conversation_id: int, message: StoredMessage
+    ) -> AsyncGenerator[EngineEvent, None]:
+        """Answer a user message stored by a turn that never finished (its process died): the turn runs again on
+        the stored history, the tool calls it made included, without storing the message again."""
+        async with self._one_at_a_time(chat_id, topic_id):
+            async for event in self._answer(chat_id, conversation_id, message):
+                yield event
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, chat_id: int, topic_id: int) -> AsyncIterator[None]:
         key = (chat_id, topic_id)
         lock, waiting = self._chat_locks.get(key, (anyio.Lock(), 0))
         self._chat_locks[key] = (lock, waiting + 1)
         try:
             async with lock:
-                async for event in self._turn(chat_id, topic_id, text, user_id, update_id):
-                    yield event
+                yield
         finally:
             lock, waiting = self._chat_locks[key]
             if waiting == 1:
@@ -156,7 +179,13 @@ class Engine:
                 self._chat_locks[key] = (lock, waiting - 1)
 
     async def _turn(
-        self, chat_id: int, topic_id: int, text: str, user_id: int | None, update_id: int | None
+        self,
+        chat_id: int,
+        topic_id: int,
+        text: str,
+        user_id: int | None,
+        update_id: int | None,
+        route: dict[str, Any] | None,
     ) -> AsyncIterator[EngineEvent]:
         user = _text_message("user", text)
         context = await self._context(chat_id)
@@ -166,11 +195,23 @@ class Engine:
             if refusal is not None:
                 yield refusal
             return
-        conversation_id = await self.store.begin_turn(chat_id, topic_id, user, user_id, update_id=update_id)
+        conversation_id = await self.store.begin_turn(
+            chat_id, topic_id, user, user_id, update_id=update_id, route=route
+        )
         if conversation_id is None:
             log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
             return
-        turn = await self._prepare(chat_id, conversation_id, user, context)
+        async for event in self._answer(chat_id, conversation_id, user, context):
+            yield event
+
+    async def _answer(
+        self,
+        chat_id: int,
+        conversation_id: int,
+        user: StoredMessage,
+        context: tuple[list[CatalogueEntry], list[ChatCompletionToolParam], str, int] | None = None,
+    ) -> AsyncIterator[EngineEvent]:
+        turn = await self._prepare(chat_id, conversation_id, user, context or await self._context(chat_id))
         limit = self.settings.max_tool_steps
         for step in range(1, limit + 2):
             answer_now = step > limit  # past the step limit the model must answer, and gets no tools
@@ -242,7 +283,8 @@ class Engine:
         window = await self.store.window(
             conversation_id, max_messages=self.settings.max_history_messages, max_tokens=max(budget, 0)
         )
-        if not window or window[-1].role != "user":  # checked before the turn began; kept as a safety net
+        if not _holds(window, user):  # checked before the turn began; kept as a safety net
+            log.warning("context_too_small", chat_id=chat_id, budget=budget, message_tokens=user.token_count)
             window = [user]
         used = sum(message.token_count for message in window)
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": prompt}]
@@ -401,6 +443,13 @@ class Engine:
         results[index] = content
         seconds = round(time.perf_counter() - started, 3)
         finished.append(ToolFinished(call.call.id, call.server, call.tool, ok, seconds))
+
+
+def _holds(window: list[StoredMessage], user: StoredMessage) -> bool:
+    """Whether the user's message made it into the window: the newest message, or (resumed) the one by its id."""
+    if user.id is not None:
+        return any(message.id == user.id for message in window)
+    return bool(window) and window[-1].role == "user"
 
 
 def _text_message(role: Literal["user", "assistant"], text: str) -> StoredMessage:

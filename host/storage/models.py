@@ -116,3 +116,21 @@ class ProcessedUpdate(Base):
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingReply(Base):
+    """A stored user message whose reply is not delivered yet: written with the message, removed on delivery.
+
+    The process running the turn (`owner`) holds a lease it renews; a row left with a lapsed lease belongs to a
+    turn whose process died, and is claimed (owner and lease taken over, attempts counted) to be answered then."""
+
+    __tablename__ = "pending_replies"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    message_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("messages.id", ondelete="CASCADE"))
+    route: Mapped[dict[str, Any]] = mapped_column(JSON)  # the front end's own data: where the reply goes
+    owner: Mapped[str] = mapped_column(String(32))
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    preview_chat_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    preview_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

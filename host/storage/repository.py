@@ -1,29 +1,34 @@
-"""ConversationStore: conversations per chat and topic, their messages, users, and claimed Telegram updates.
+"""ConversationStore: conversations per chat and topic, their messages, users, claimed Telegram updates, and
+the replies still owed (host.storage.pending).
 
 Owns the translation of SQLAlchemy and driver errors into StorageError. Imports nothing from the host but
-errors and storage; token counts arrive with the messages.
+errors and storage; token counts arrive with the messages. Text is stored with NUL replaced by U+FFFD
+(PostgreSQL's text cannot hold NUL; both backends keep the same history).
 """
 
-from collections.abc import AsyncIterator, Iterator
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
 from alembic.util import CommandError
 from sqlalchemy import Select, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from host.errors import HostError
-from host.storage.database import DEFAULT_URL, migrate, open_engine
-from host.storage.models import Conversation, Message, ProcessedUpdate, User, utcnow
+from host.storage import pending
+from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
+from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
 from host.storage.window import StoredMessage, fit_window
 
 _RESET_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 class StorageError(HostError):
@@ -51,8 +56,11 @@ def window_query(conversation_id: int, max_messages: int) -> Select[Any]:
 class ConversationStore:
     """Chat history on SQLite or PostgreSQL. Open with `async with ConversationStore.open(url) as store:`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writer: SQLiteWriter | None = None) -> None:
         self._engine = engine
+        self._writer = writer
+        self._writer_turn = anyio.CapacityLimiter(1)
+        self.owner = secrets.token_hex(8)  # this process, as the holder of its turns' pending replies
 
     @property
     def engine(self) -> AsyncEngine:
@@ -65,18 +73,30 @@ class ConversationStore:
         """Connect, migrate to the newest schema, yield the store; the engine is disposed on exit."""
         with _translated("open the database"):
             engine = open_engine(url)
+            writer = open_sqlite_writer(url)
         try:
             with _translated("migrate the database"):
                 await migrate(engine)
-            yield cls(engine)
+            yield cls(engine, writer)
         finally:
             await engine.dispose()
+            if writer is not None:
+                writer.close()
+
+    async def _write(self, action: str, work: Callable[[Connection], T]) -> T:
+        """Run `work` as one write transaction. On a SQLite file in this store's one writer thread, one at a time:
+        the transaction's statements run there without a trip through the event loop each, and a burst of writers
+        queues here instead of waiting out SQLite's busy timeout ("database is locked"). On PostgreSQL on a
+        pooled connection."""
+        with _translated(f"{action}"):
+            if self._writer is None:
+                async with self._engine.begin() as connection:
+                    return await connection.run_sync(work)
+            return await anyio.to_thread.run_sync(self._writer.run, work, limiter=self._writer_turn)
 
     async def current_conversation(self, chat_id: int, topic_id: int = 0) -> int:
         """The open conversation of the chat (and forum topic), created if there is none."""
-        with _translated("load the conversation"):
-            async with self._engine.begin() as connection:
-                return await _current(connection, chat_id, topic_id)
+        return await self._write("load the conversation", lambda connection: _current(connection, chat_id, topic_id))
 
     async def begin_turn(
         self,
@@ -86,36 +106,69 @@ class ConversationStore:
         user_id: int | None,
         *,
         update_id: int | None = None,
+        route: dict[str, Any] | None = None,
     ) -> int | None:
         """The start of a turn in one transaction: the update claimed (when given), the chat's open conversation
-        (created if needed), the user recorded, the user's message stored. Returns the conversation's id, or
-        None when the update was claimed before (then nothing is stored)."""
-        with _translated("store the message"):
-            async with self._engine.begin() as connection:
-                if update_id is not None and not await _claim(connection, update_id):
-                    return None
-                conversation_id = await _current(connection, chat_id, topic_id)
-                if user_id is not None:
-                    await _touch_user(connection, user_id)
-                await connection.execute(_message_insert(conversation_id, message, user_id))
-                return conversation_id
+        (created if needed), the user recorded, the user's message stored, and with a `route` (the front end's
+        data for delivering the reply; needs update_id) the reply recorded as owed until `reply_delivered`.
+        Returns the conversation's id, or None when the update was claimed before (then nothing is stored)."""
+        if route is not None and update_id is None:
+            raise ValueError("a reply owed is recorded by its update_id: pass one with the route")
+
+        def work(connection: Connection) -> int | None:
+            if update_id is not None and not _claim(connection, update_id):
+                return None
+            conversation_id = _current(connection, chat_id, topic_id)
+            if user_id is not None:
+                _touch_user(connection, user_id)
+            stored = connection.execute(_message_insert(conversation_id, message, user_id))
+            if route is not None and update_id is not None:
+                pending.add(connection, update_id, int(stored.scalar_one()), route, self.owner)
+            return conversation_id
+
+        return await self._write("store the message", work)
+
+    async def preview_shown(self, update_id: int, chat_id: int, message_id: int) -> None:
+        """Remember the message that previews the reply owed for `update_id`, to mark it cut off after a crash."""
+        await self._write(
+            "remember the preview", lambda connection: pending.set_preview(connection, update_id, chat_id, message_id)
+        )
+
+    async def reply_delivered(self, update_id: int) -> None:
+        """The reply owed for `update_id` reached the user (or the user was told why not): nothing is owed."""
+        await self._write(
+            "record the delivery",
+            lambda connection: connection.execute(delete(PendingReply).where(PendingReply.update_id == update_id)),
+        )
+
+    async def renew_leases(self) -> int:
+        """Extend this process's hold on the replies it owes (see pending.LEASE); how many."""
+        return await self._write("renew the leases", lambda connection: pending.renew(connection, self.owner))
+
+    async def claim_orphans(self, *, lapsed_only: bool = True) -> list[pending.Orphan]:
+        """Take over the replies other processes owe and can no longer deliver: those whose lease lapsed (the
+        process died), or with lapsed_only=False all of them (this process is the only one, as with polling)."""
+        return await self._write(
+            "claim the unanswered messages",
+            lambda connection: pending.claim(connection, self.owner, lapsed_only=lapsed_only),
+        )
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> int:
         """Close the open conversation and start a new one; returns the new one's id."""
+
+        def work(connection: Connection) -> int:
+            now = utcnow()
+            connection.execute(update(Conversation).where(_is_open(chat_id, topic_id)).values(reset_at=now))
+            created = connection.execute(
+                insert(Conversation)
+                .values(chat_id=chat_id, topic_id=topic_id, created_at=now)
+                .returning(Conversation.id)
+            )
+            return int(created.scalar_one())
+
         for attempt in range(1, _RESET_ATTEMPTS + 1):
             try:
-                with _translated("reset the conversation"):
-                    async with self._engine.begin() as connection:
-                        now = utcnow()
-                        await connection.execute(
-                            update(Conversation).where(_is_open(chat_id, topic_id)).values(reset_at=now)
-                        )
-                        created = await connection.execute(
-                            insert(Conversation)
-                            .values(chat_id=chat_id, topic_id=topic_id, created_at=now)
-                            .returning(Conversation.id)
-                        )
-                        return int(created.scalar_one())
+                return await self._write("reset the conversation", work)
             except StorageError as exc:  # a concurrent reset of the same chat opened one first: go again
                 if attempt == _RESET_ATTEMPTS or not isinstance(exc.__cause__, IntegrityError):
                     raise
@@ -123,10 +176,10 @@ class ConversationStore:
 
     async def append(self, conversation_id: int, message: StoredMessage, user_id: int | None = None) -> int:
         """Store one message now, after every earlier one of the conversation; returns its id."""
-        with _translated("store the message"):
-            async with self._engine.begin() as connection:
-                stored = await connection.execute(_message_insert(conversation_id, message, user_id))
-                return int(stored.scalar_one())
+        return await self._write(
+            "store the message",
+            lambda connection: int(connection.execute(_message_insert(conversation_id, message, user_id)).scalar_one()),
+        )
 
     async def window(self, conversation_id: int, *, max_messages: int, max_tokens: int) -> list[StoredMessage]:
         """The newest messages, oldest first, within both limits; tool calls stay with all their results.
@@ -149,27 +202,29 @@ class ConversationStore:
 
     async def set_user_preferences(self, user_id: int, prefs: dict[str, Any]) -> None:
         """Replace the user's preferences (the user is recorded if new)."""
-        with _translated("store the user's preferences"):
-            async with self._engine.begin() as connection:
-                statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences=prefs)
-                await connection.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["id"], set_={"preferences": statement.excluded.preferences}
-                    )
+
+        def work(connection: Connection) -> None:
+            statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences=prefs)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["id"], set_={"preferences": statement.excluded.preferences}
                 )
+            )
+
+        await self._write("store the user's preferences", work)
 
     async def claim_update(self, update_id: int) -> bool:
         """True the first time an update id is claimed, False ever after (atomic, and across restarts)."""
-        with _translated("claim the update"):
-            async with self._engine.begin() as connection:
-                return await _claim(connection, update_id)
+        return await self._write("claim the update", lambda connection: _claim(connection, update_id))
 
     async def forget_updates(self, before: datetime) -> int:
         """Forget the update ids claimed before `before` (they can be claimed again); how many were forgotten."""
-        with _translated("forget old updates"):
-            async with self._engine.begin() as connection:
-                result = await connection.execute(delete(ProcessedUpdate).where(ProcessedUpdate.created_at < before))
-                return int(result.rowcount or 0)
+        return await self._write(
+            "forget old updates",
+            lambda connection: int(
+                connection.execute(delete(ProcessedUpdate).where(ProcessedUpdate.created_at < before)).rowcount or 0
+            ),
+        )
 
     async def healthy(self) -> bool:
         """Whether the database answers a trivial query (shielded like every other call, see _translated)."""
@@ -181,32 +236,32 @@ class ConversationStore:
             return False
 
 
-async def _current(connection: AsyncConnection, chat_id: int, topic_id: int) -> int:
+def _current(connection: Connection, chat_id: int, topic_id: int) -> int:
     """The open conversation's id, created if there is none (a concurrent creation wins the unique index)."""
-    found = await connection.scalar(_open_conversation(chat_id, topic_id))
+    found = connection.scalar(_open_conversation(chat_id, topic_id))
     if found is not None:
         return int(found)
     statement = _insert(connection, Conversation).values(chat_id=chat_id, topic_id=topic_id, created_at=utcnow())
-    await connection.execute(
+    connection.execute(
         statement.on_conflict_do_nothing(
             index_elements=["chat_id", "topic_id"], index_where=Conversation.reset_at.is_(None)
         )
     )
-    return int((await connection.execute(_open_conversation(chat_id, topic_id))).scalar_one())
+    return int(connection.execute(_open_conversation(chat_id, topic_id)).scalar_one())
 
 
-async def _claim(connection: AsyncConnection, update_id: int) -> bool:
+def _claim(connection: Connection, update_id: int) -> bool:
     statement = _insert(connection, ProcessedUpdate).values(update_id=update_id, created_at=utcnow())
-    claimed = await connection.execute(
+    claimed = connection.execute(
         statement.on_conflict_do_nothing(index_elements=["update_id"]).returning(ProcessedUpdate.update_id)
     )
     return claimed.first() is not None
 
 
-async def _touch_user(connection: AsyncConnection, user_id: int) -> None:
+def _touch_user(connection: Connection, user_id: int) -> None:
     """Record the user with the time first seen; nothing changes when the user is known."""
     statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences={})
-    await connection.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+    connection.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
 
 
 def _message_insert(conversation_id: int, message: StoredMessage, user_id: int | None) -> Any:
@@ -215,15 +270,30 @@ def _message_insert(conversation_id: int, message: StoredMessage, user_id: int |
         .values(
             conversation_id=conversation_id,
             role=message.role,
-            content=message.content,
-            tool_calls=message.tool_calls,
-            tool_call_id=message.tool_call_id,
+            content=_without_nul(message.content),
+            tool_calls=_without_nul_inside(message.tool_calls),
+            tool_call_id=_without_nul(message.tool_call_id),
             user_id=user_id,
             token_count=message.token_count,
             created_at=utcnow(),
         )
         .returning(Message.id)
     )
+
+
+def _without_nul(text: str | None) -> str | None:
+    return text.replace("\x00", "\ufffd") if text is not None and "\x00" in text else text
+
+
+def _without_nul_inside(value: Any) -> Any:
+    """The strings of a JSON value without NUL, like the text columns (a call id must match its result's)."""
+    if isinstance(value, str):
+        return _without_nul(value)
+    if isinstance(value, list):
+        return [_without_nul_inside(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul_inside(key): _without_nul_inside(item) for key, item in value.items()}
+    return value
 
 
 def _is_open(chat_id: int, topic_id: int) -> ColumnElement[bool]:
@@ -234,7 +304,7 @@ def _open_conversation(chat_id: int, topic_id: int) -> Select[int]:
     return select(Conversation.id).where(_is_open(chat_id, topic_id))
 
 
-def _insert(connection: AsyncConnection, model: type[Any]) -> Any:
+def _insert(connection: Connection, model: type[Any]) -> Any:
     """The dialect's INSERT, which has on_conflict_do_nothing / on_conflict_do_update on both backends."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     return dialect.insert(model)

@@ -24,11 +24,13 @@ from host.errors import ConfigError, HostError
 from host.ratelimit import open_rate_limiter
 from host.redact import redact
 from host.settings import Settings
+from host.storage.pending import Orphan
 from host.storage.repository import StorageError
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
 from host.telegram.polling import polling
 from host.telegram.queues import ChatQueues
+from host.telegram.recovery import Recovery
 from host.telegram.webhook import webhook_app
 from host.telegram.webserver import Limits, WebServer
 
@@ -179,7 +181,14 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
     settings = app.settings
     answer_all = settings.telegram_group_trigger == "all"
 
-    async with ChatQueues[Incoming](front.handle, front.abandon) as queues, anyio.create_task_group() as chores:
+    recovery = Recovery(front, alone=not settings.telegram_webhook_url)
+    async with (
+        ChatQueues[Incoming | Orphan](recovery.handle, recovery.abandon) as queues,
+        anyio.create_task_group() as chores,
+    ):
+
+        def owed(orphan: Orphan) -> None:
+            queues.submit((orphan.chat_id, orphan.topic_id), orphan)
 
         def accept(update: Update) -> None:
             try:
@@ -191,6 +200,8 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
                 queues.submit((message.chat_id, message.topic_id), message)
 
         chores.start_soon(_forget_old_updates, app)
+        await recovery.start(owed)  # before the first update is read: a chat's older message goes first
+        chores.start_soon(recovery.keep, owed)
         source = (
             _webhook(app, bot, accept)
             if settings.telegram_webhook_url

@@ -6,6 +6,7 @@ Thin on purpose: the engine decides what is said; this module decides how it rea
 
 import html
 import time
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import anyio
@@ -15,7 +16,7 @@ from telegram.error import Forbidden, TelegramError
 
 from host.app import App
 from host.engine.llm import ModelUnavailable, TextDelta
-from host.engine.loop import ToolFinished, ToolStarted, TurnFinished
+from host.engine.loop import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.errors import HostError
 from host.mcp.connection import Status
 from host.ratelimit import RateLimiter
@@ -108,13 +109,35 @@ class FrontEnd:
             if await self.app.store.claim_update(message.update_id):
                 await self._tell(target, refusal)
             return
-        reply = Reply(self.bot, target, draft_id=message.update_id if message.private else None)
+        turn = self.app.engine.turn(
+            message.chat_id,
+            message.text,
+            user_id=message.user_id,
+            topic_id=message.topic_id,
+            update_id=message.update_id,
+            route={"message_id": message.message_id, "private": message.private},
+        )
+        await self.deliver_turn(turn, target, message.update_id, private=message.private)
+
+    async def deliver_turn(
+        self, turn: AsyncGenerator[EngineEvent, None], target: Target, update_id: int, *, private: bool
+    ) -> None:
+        """Stream a turn to the chat and deliver its answer, or what went wrong; then nothing is owed for the
+        update any more (host.storage.pending: a crash before then leaves the message to crash recovery)."""
+
+        async def preview_shown(message_id: int) -> None:
+            try:
+                await self.app.store.preview_shown(update_id, target.chat_id, message_id)
+            except StorageError as error:  # only costs the "cut off" mark after a crash
+                log.warning("preview_not_recorded", error=str(error))
+
+        reply = Reply(self.bot, target, draft_id=update_id if private else None, on_preview_message=preview_shown)
         answer, note = "", None
         started = time.perf_counter()
         async with anyio.create_task_group() as previews:
             previews.start_soon(reply.run_previews)
             try:
-                finished = await self._run_turn(message, reply)
+                finished = await self._run_turn(turn, reply)
                 if finished is None:
                     log.info("update_repeated", action="ignored")
                     return
@@ -135,23 +158,28 @@ class FrontEnd:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_NOTE_SECONDS):
                     log.warning("turn_failed", cause="shutdown")
                     await self._tell(target, STOPPED)
+                    await self.delivered(update_id)  # the user was told to send it again
                 raise
             finally:
                 previews.cancel_scope.cancel()
         if note is not None:
             answer = f"{reply.text.rstrip()}\n\n{note}" if reply.text.strip() else note
-        await reply.finish(answer)
+        try:
+            await reply.finish(answer)
+        finally:
+            await self.delivered(update_id)
         log.info("reply_sent", seconds=round(time.perf_counter() - started, 3), failed=note is not None)
 
-    async def _run_turn(self, message: Incoming, reply: Reply) -> str | None:
+    async def delivered(self, update_id: int) -> None:
+        """Nothing is owed for the update any more; a failure to record it is logged (it may be answered again
+        after a crash)."""
+        try:
+            await self.app.store.reply_delivered(update_id)
+        except StorageError as error:
+            log.warning("delivery_not_recorded", error=str(error))
+
+    async def _run_turn(self, turn: AsyncGenerator[EngineEvent, None], reply: Reply) -> str | None:
         """The answer's text; None when the update was answered before (the engine then does nothing)."""
-        turn = self.app.engine.turn(
-            message.chat_id,
-            message.text,
-            user_id=message.user_id,
-            topic_id=message.topic_id,
-            update_id=message.update_id,
-        )
         finished = None
         async with aclosing(turn) as events:
             async for event in events:

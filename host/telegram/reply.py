@@ -7,6 +7,7 @@ renders only the end of the text that it shows; a text the renderer fails on is 
 """
 
 import html as html_lib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -69,10 +70,18 @@ class Reply:
     """Collects the turn's text and tool activity (the engine's events), shows it (`run_previews` in a task)
     and delivers the final answer (`finish`)."""
 
-    def __init__(self, bot: Bot, target: Target, *, draft_id: int | None) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        target: Target,
+        *,
+        draft_id: int | None,
+        on_preview_message: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self.bot = bot
         self.target = target
         self.draft_id = draft_id  # set: preview as drafts (private chats); None: preview as an edited message
+        self.on_preview_message = on_preview_message  # told each new preview message's id (crash recovery)
         self._text = _Text()
         self.activities: list[_Activity] = []
         self.preview_id: int | None = None  # the message being edited, in edit mode
@@ -190,6 +199,8 @@ class Reply:
             # Shielded, so that a message Telegram made is never left without its id (and then duplicated).
             with anyio.move_on_after(FIRST_PREVIEW_SECONDS, shield=True):
                 self.preview_id = (await send_html(self.bot, self.target, html, patient=False)).message_id
+                if self.on_preview_message is not None:
+                    await self.on_preview_message(self.preview_id)
         elif not await edit_html(self.bot, self.target, self.preview_id, html, patient=False):
             self.preview_id = None
 
