@@ -10,7 +10,6 @@ Run from the repository root: `python -m bench.bot_bench [--users N] [--messages
 """
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -24,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -214,8 +212,9 @@ def bot_row(
     with tempfile.TemporaryDirectory(prefix="bot_bench_") as name:
         folder = Path(name)
         (folder / "data").mkdir()
-        servers = default_servers(folder) if options.with_servers else None
-        bot = BotProcess(api, model, folder, servers=servers, database_url=database_url, env=env)
+        if options.with_servers:  # the shipped file as users run it: from a folder that is not the repository
+            env |= {"MCP_SERVERS_CONFIG": str(ROOT / "mcp_servers.json"), "DATA_DIR": str(folder / "data")}
+        bot = BotProcess(api, model, folder, database_url=database_url, env=env, cwd=folder)
         with bot.start():
             assert bot.process is not None
             pid = bot.process.pid
@@ -266,18 +265,6 @@ def bare_row(api: FakeBotAPI, model: ScriptedModelServer, users: int, messages: 
     finally:
         client.send_signal(signal.SIGTERM)
         client.wait(10)
-
-
-def default_servers(folder: Path) -> dict[str, Any]:
-    """Our mcp_servers.json, run with this Python, with its ./data paths moved into the bench's folder."""
-    config = json.loads((ROOT / "mcp_servers.json").read_text())
-    servers: dict[str, Any] = config["mcpServers"]
-    for server in servers.values():
-        if server.get("command") in ("python", "python3"):
-            server["command"] = sys.executable
-        server["args"] = [str(arg).replace("./data/", f"{folder}/data/") for arg in server.get("args", [])]
-        server.setdefault("cwd", str(ROOT))
-    return servers
 
 
 # -- the bare client (a subprocess) -----------------------------------------------------------------------------

@@ -31,8 +31,10 @@ class BotProcess:
         servers: dict[str, Any] | None = None,
         database_url: str | None = None,
         env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.api = api
+        self.cwd = cwd
         self.folder = folder
         config = folder / "mcp_servers.json"
         config.write_text(json.dumps({"mcpServers": servers or {}}))
@@ -71,7 +73,7 @@ class BotProcess:
         webhooks_before = len(self.api.calls_of("setWebhook"))
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "host", "run"], cwd=ROOT, env=self.env, stdout=log, stderr=log
+                [sys.executable, "-m", "host", "run"], cwd=self.cwd, env=self.env, stdout=log, stderr=log
             )
         if wait:
             webhook = bool(self.env.get("TELEGRAM_WEBHOOK_URL"))
