@@ -61,7 +61,7 @@ def refused(refusals: Throttle, reason: str, **fields: Any) -> None:
 
 def _guarded_protocol(limits: Limits, refusals: Throttle) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol with the cap and the deadlines; one class per server, sharing its `waiting`."""
-    waiting: dict[GuardedProtocol, None] = {}  # connections with no request under way, oldest first
+    waiting: dict[Any, None] = {}  # GuardedProtocols with no request under way, oldest first
 
     class GuardedProtocol(H11Protocol):
         _timer: asyncio.TimerHandle | None = None
