@@ -118,7 +118,7 @@ async def test_an_argument_over_the_byte_limit_is_refused_and_never_stored_or_se
     assert small == "small"
     assert [e.ok for e in events if isinstance(e, ToolFinished)] == [False, True]
     for body in model_server.bodies[1:]:  # sent back right after, and from the store in the next turn
-        assert len(json.dumps(body)) < 5_000
+        assert len(json.dumps(body)) < 10_000  # the 200 KB argument is never in it
         assert json.loads(assistant_calls(body)[0]["function"]["arguments"]) == {
             "omitted": "200012 bytes of arguments, not run"
         }
