@@ -91,6 +91,11 @@ class Recorded:
     at: float  # time.monotonic() on arrival
 
 
+def last_user_text(body: dict[str, Any]) -> str:
+    """The newest user message of a request."""
+    return str(next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user"))
+
+
 def tool_results(body: dict[str, Any]) -> list[str]:
     """The contents of the tool messages that follow the last assistant message of a request."""
     results: list[str] = []

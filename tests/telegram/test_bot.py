@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port, peer_server, process_alive
-from tests.peers.openai_server import Call, Fail, Reply, ScriptedModelServer, tool_results
+from tests.peers.openai_server import Call, Fail, Reply, ScriptedModelServer, last_user_text, tool_results
 from tests.peers.telegram_server import FakeBotAPI, parse_html, utf16_len
 from tests.postgres import drop_databases
 from tests.stores import ThrowAwayDatabases, databases
@@ -27,24 +27,8 @@ OURS = {"ours": peer_server()}
 __all__ = ["databases"]  # the fixture
 
 
-def last_user_text(body: dict[str, Any]) -> str:
-    return next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
-
-
 def history(body: dict[str, Any]) -> list[tuple[str, str]]:
     return [(m["role"], m.get("content") or "") for m in body["messages"][1:]]
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def model() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer() as server:
-        yield server
 
 
 def bot_process(api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path, **options: Any) -> BotProcess:

@@ -2,7 +2,7 @@
 
 import datetime as dtm
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
 import httpx
@@ -15,12 +15,6 @@ from telegram.request import HTTPXRequest
 from tests.peers.telegram_server import ApiError, FakeBotAPI, parse_html
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
 
 
 def _bot(api: FakeBotAPI) -> Bot:

@@ -2,26 +2,11 @@
 answer arrives cut with a note while other chats go on, and text the bot cannot take is refused clearly."""
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.peers.openai_server import Reply, ScriptedModelServer
 from tests.peers.telegram_server import FakeBotAPI, parse_html, utf16_len
 from tests.telegram.botrun import BotProcess
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def model() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer() as server:
-        yield server
 
 
 def test_a_megabyte_answer_arrives_cut_with_a_note_while_another_chat_is_answered(

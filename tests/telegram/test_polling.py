@@ -26,12 +26,6 @@ CONFLICT = "Conflict: terminated by other getUpdates request; make sure that onl
 REVOKED = "999:REVOKED-TOKEN"
 
 
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
-
-
 @dataclass
 class Seen:
     """What the poller handed over: updates to `accept`, failures to `fail`."""

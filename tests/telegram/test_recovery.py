@@ -3,10 +3,8 @@ PostgreSQL. The unanswered messages are answered once (or, when too old, get a s
 left in a group says it was cut off, and a further restart sends nothing again."""
 
 import signal
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -23,7 +21,7 @@ from host.storage.pending import Orphan
 from host.telegram import recovery as recovery_module
 from host.telegram.frontend import FrontEnd
 from host.telegram.recovery import CUT_OFF, MAX_ATTEMPTS, Recovery
-from tests.peers.openai_server import Hang, Reply, ScriptedModelServer
+from tests.peers.openai_server import Hang, Reply, ScriptedModelServer, last_user_text
 from tests.peers.telegram_server import FakeBotAPI
 from tests.stores import ThrowAwayDatabases, databases
 from tests.telegram.botrun import BotProcess
@@ -32,22 +30,6 @@ __all__ = ["databases"]  # the fixture
 
 GROUP = -100
 PRIVATE = 42
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def model() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer() as server:
-        yield server
-
-
-def last_user_text(body: dict[str, Any]) -> str:
-    return str(next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user"))
 
 
 def previews_recorded(url: str) -> list[int | None]:

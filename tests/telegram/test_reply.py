@@ -1,8 +1,6 @@
 """A reply on its way (host/telegram/reply.py) against the fake Bot API with a real PTB Bot: previews render only
 what they show, and an answer the renderer fails on still arrives, as plain text (issue 9, item 13)."""
 
-from collections.abc import AsyncIterator, Iterator
-
 import anyio
 import pytest
 from telegram import Bot
@@ -13,18 +11,6 @@ from host.telegram.send import Target
 from tests.peers.telegram_server import FakeBotAPI
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(api: FakeBotAPI) -> AsyncIterator[Bot]:
-    async with Bot(api.token, base_url=api.base_url, base_file_url=api.base_file_url) as client:
-        yield client
 
 
 async def test_a_preview_renders_only_the_end_it_shows(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:

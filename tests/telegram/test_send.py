@@ -1,7 +1,5 @@
 """The sending layer against the fake Bot API with a real PTB Bot: what happens when Telegram says no."""
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 from telegram import Bot
 from telegram.error import BadRequest
@@ -10,18 +8,6 @@ from host.telegram.send import Target, edit_html, send_html
 from tests.peers.telegram_server import FakeBotAPI
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(api: FakeBotAPI) -> AsyncIterator[Bot]:
-    async with Bot(api.token, base_url=api.base_url, base_file_url=api.base_file_url) as client:
-        yield client
 
 
 async def test_an_edit_of_a_deleted_message_says_so_and_an_unchanged_edit_is_fine(api: FakeBotAPI, bot: Bot) -> None:

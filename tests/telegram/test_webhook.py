@@ -5,7 +5,7 @@ uvicorn in this process (timeouts, size caps, bad JSON), and `mcpbot run` in web
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -164,12 +164,6 @@ async def test_at_the_cap_the_oldest_idle_connection_makes_room() -> None:
 
 
 # -- end to end -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
 
 
 def webhook_bot(api: FakeBotAPI, model: ScriptedModelServer, folder: Path, **env: str) -> tuple[BotProcess, str]:

@@ -3,10 +3,7 @@ reason, redacted); the log never holds a credential; commands count against the 
 end to end against the fake Bot API, with a real stdio server that fails."""
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.peers.openai_server import ScriptedModelServer
 from tests.peers.telegram_server import FakeBotAPI
@@ -15,18 +12,6 @@ from tests.telegram.botrun import BotProcess
 LEAK = "postgresql://bob:hunter2@db/x?sslkey=abc token=xyz"
 SECRETS = ("hunter2", "sslkey=abc", "xyz", "pa55word")
 ADMIN = 7
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def model() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer() as server:
-        yield server
 
 
 def test_a_failing_servers_stderr_reaches_only_admins_and_never_the_log(
