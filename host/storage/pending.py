@@ -84,16 +84,18 @@ def claim(connection: Connection, owner: str, *, lapsed_only: bool) -> list[Orph
         .where(PendingReply.owner != owner)
         .order_by(PendingReply.message_id)
     )
+    lapsed = PendingReply.lease_until < now
     if lapsed_only:
-        found = found.where(PendingReply.lease_until < now)
+        found = found.where(lapsed)
     claimed = []
     for row in (connection.execute(found)).all():
+        take = update(PendingReply).where(PendingReply.update_id == row.update_id, PendingReply.owner == row.owner)
+        if lapsed_only:  # checked again: its owner may have renewed the lease since the SELECT (PostgreSQL)
+            take = take.where(lapsed)
         taken = connection.execute(
-            update(PendingReply)
-            .where(PendingReply.update_id == row.update_id, PendingReply.owner == row.owner)
-            .values(owner=owner, lease_until=now + LEASE, attempts=PendingReply.attempts + 1)
+            take.values(owner=owner, lease_until=now + LEASE, attempts=PendingReply.attempts + 1)
         )
-        if taken.rowcount != 1:  # another process claimed it a moment ago
+        if taken.rowcount != 1:  # another process claimed it, or its owner renewed it, a moment ago
             continue
         preview = None
         if row.preview_chat_id is not None and row.preview_message_id is not None:
