@@ -128,10 +128,11 @@ class ConversationStore:
 
         return await self._write("store the message", work)
 
-    async def preview_shown(self, update_id: int, chat_id: int, message_id: int) -> None:
-        """Remember the message that previews the reply owed for `update_id`, to mark it cut off after a crash."""
+    async def preview_shown(self, update_id: int, message_id: int) -> None:
+        """Remember the message (in the turn's chat) that previews the reply owed for `update_id`, to mark it cut
+        off after a crash."""
         await self._write(
-            "remember the preview", lambda connection: pending.set_preview(connection, update_id, chat_id, message_id)
+            "remember the preview", lambda connection: pending.set_preview(connection, update_id, message_id)
         )
 
     async def reply_delivered(self, update_id: int) -> None:

@@ -127,7 +127,7 @@ class FrontEnd:
 
         async def preview_shown(message_id: int) -> None:
             try:
-                await self.app.store.preview_shown(update_id, target.chat_id, message_id)
+                await self.app.store.preview_shown(update_id, message_id)
             except StorageError as error:  # only costs the "cut off" mark after a crash
                 log.warning("preview_not_recorded", error=str(error))
 

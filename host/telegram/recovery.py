@@ -93,9 +93,8 @@ class Recovery:
         reply_to = orphan.route.get("message_id")
         target = Target(orphan.chat_id, orphan.topic_id or None, None if private or reply_to is None else int(reply_to))
         if orphan.preview is not None:
-            chat_id, message_id = orphan.preview
             try:
-                if not await edit_html(bot, Target(chat_id), message_id, CUT_OFF):
+                if not await edit_html(bot, Target(orphan.chat_id), orphan.preview, CUT_OFF):
                     log.info("preview_not_marked", reason="the message cannot be edited")
             except TelegramError as error:
                 log.info("preview_not_marked", error=str(error))
