@@ -85,7 +85,7 @@ def claim(connection: Connection, owner: str, *, lapsed_only: bool) -> list[Orph
     if lapsed_only:
         found = found.where(lapsed)
     claimed = []
-    for row in (connection.execute(found)).all():
+    for row in connection.execute(found).all():
         take = update(PendingReply).where(PendingReply.update_id == row.update_id, PendingReply.owner == row.owner)
         if lapsed_only:  # checked again: its owner may have renewed the lease since the SELECT (PostgreSQL)
             take = take.where(lapsed)
@@ -117,13 +117,11 @@ def claim(connection: Connection, owner: str, *, lapsed_only: bool) -> list[Orph
 def _stored_answer(connection: Connection, conversation_id: int, message_id: int) -> str | None:
     """The turn's final answer when it was stored: the first assistant text after the message, before the next
     user message (a turn's tool-call requests carry tool_calls and do not count)."""
-    later = (
-        connection.execute(
-            select(Message.role, Message.content, Message.tool_calls)
-            .where(Message.conversation_id == conversation_id, Message.id > message_id, Message.role != "tool")
-            .order_by(Message.id)
-            .limit(50)
-        )
+    later = connection.execute(
+        select(Message.role, Message.content, Message.tool_calls)
+        .where(Message.conversation_id == conversation_id, Message.id > message_id, Message.role != "tool")
+        .order_by(Message.id)
+        .limit(50)
     ).all()
     for role, content, tool_calls in later:
         if role == "user":

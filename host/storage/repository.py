@@ -88,7 +88,7 @@ class ConversationStore:
         the transaction's statements run there without a trip through the event loop each, and a burst of writers
         queues here instead of waiting out SQLite's busy timeout ("database is locked"). On PostgreSQL on a
         pooled connection."""
-        with _translated(f"{action}"):
+        with _translated(action):
             if self._writer is None:
                 async with self._engine.begin() as connection:
                     return await connection.run_sync(work)
