@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_URL = "sqlite+aiosqlite:///./data/mcpbot.db"
@@ -45,8 +45,8 @@ def open_engine(url: str = DEFAULT_URL) -> AsyncEngine:
             max_overflow=POOL_SIZE,
             pool_timeout=POOL_WAIT_SECONDS,
         )
-    database = parsed.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
+    database = _sqlite_file(parsed)
+    if database is not None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -74,8 +74,7 @@ class SQLiteWriter:
 def open_sqlite_writer(url: str) -> SQLiteWriter | None:
     """The writer for a SQLite file URL; None for PostgreSQL and in-memory SQLite (written through the engine)."""
     parsed = make_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    if parsed.get_backend_name() != "sqlite" or _sqlite_file(parsed) is None:
         return None
     engine = create_engine(
         parsed.set(drivername="sqlite"),
@@ -86,6 +85,12 @@ def open_sqlite_writer(url: str) -> SQLiteWriter | None:
     )
     event.listen(engine, "connect", _sqlite_pragmas)
     return SQLiteWriter(engine)
+
+
+def _sqlite_file(parsed: URL) -> str | None:
+    """The file of a SQLite URL; None for an in-memory database or a `file:` URI."""
+    database = parsed.database or ""
+    return database if database and database != ":memory:" and not database.startswith("file:") else None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -132,5 +132,4 @@ class PendingReply(Base):
     owner: Mapped[str] = mapped_column(String(32))
     lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    preview_chat_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     preview_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -32,7 +32,7 @@ class Orphan:
     created_at: datetime
     route: dict[str, Any]
     attempts: int  # recoveries begun, this one included
-    preview: tuple[int, int] | None  # (chat_id, message_id) of the preview shown before the crash
+    preview: int | None  # the message id (in the conversation's chat) of the preview shown before the crash
     answer: str | None  # the answer stored before the crash but perhaps never delivered
 
 
@@ -44,11 +44,9 @@ def add(connection: Connection, update_id: int, message_id: int, route: dict[str
     )
 
 
-def set_preview(connection: Connection, update_id: int, chat_id: int, message_id: int) -> None:
+def set_preview(connection: Connection, update_id: int, message_id: int) -> None:
     connection.execute(
-        update(PendingReply)
-        .where(PendingReply.update_id == update_id)
-        .values(preview_chat_id=chat_id, preview_message_id=message_id)
+        update(PendingReply).where(PendingReply.update_id == update_id).values(preview_message_id=message_id)
     )
 
 
@@ -68,7 +66,6 @@ def claim(connection: Connection, owner: str, *, lapsed_only: bool) -> list[Orph
             PendingReply.owner,
             PendingReply.route,
             PendingReply.attempts,
-            PendingReply.preview_chat_id,
             PendingReply.preview_message_id,
             Message.id.label("message_id"),
             Message.user_id,
@@ -84,20 +81,19 @@ def claim(connection: Connection, owner: str, *, lapsed_only: bool) -> list[Orph
         .where(PendingReply.owner != owner)
         .order_by(PendingReply.message_id)
     )
+    lapsed = PendingReply.lease_until < now
     if lapsed_only:
-        found = found.where(PendingReply.lease_until < now)
+        found = found.where(lapsed)
     claimed = []
-    for row in (connection.execute(found)).all():
+    for row in connection.execute(found).all():
+        take = update(PendingReply).where(PendingReply.update_id == row.update_id, PendingReply.owner == row.owner)
+        if lapsed_only:  # checked again: its owner may have renewed the lease since the SELECT (PostgreSQL)
+            take = take.where(lapsed)
         taken = connection.execute(
-            update(PendingReply)
-            .where(PendingReply.update_id == row.update_id, PendingReply.owner == row.owner)
-            .values(owner=owner, lease_until=now + LEASE, attempts=PendingReply.attempts + 1)
+            take.values(owner=owner, lease_until=now + LEASE, attempts=PendingReply.attempts + 1)
         )
-        if taken.rowcount != 1:  # another process claimed it a moment ago
+        if taken.rowcount != 1:  # another process claimed it, or its owner renewed it, a moment ago
             continue
-        preview = None
-        if row.preview_chat_id is not None and row.preview_message_id is not None:
-            preview = (int(row.preview_chat_id), int(row.preview_message_id))
         claimed.append(
             Orphan(
                 update_id=row.update_id,
@@ -111,7 +107,7 @@ def claim(connection: Connection, owner: str, *, lapsed_only: bool) -> list[Orph
                 created_at=row.created_at,
                 route=dict(row.route),
                 attempts=row.attempts + 1,
-                preview=preview,
+                preview=row.preview_message_id,
                 answer=_stored_answer(connection, row.conversation_id, row.message_id),
             )
         )
@@ -121,13 +117,11 @@ def claim(connection: Connection, owner: str, *, lapsed_only: bool) -> list[Orph
 def _stored_answer(connection: Connection, conversation_id: int, message_id: int) -> str | None:
     """The turn's final answer when it was stored: the first assistant text after the message, before the next
     user message (a turn's tool-call requests carry tool_calls and do not count)."""
-    later = (
-        connection.execute(
-            select(Message.role, Message.content, Message.tool_calls)
-            .where(Message.conversation_id == conversation_id, Message.id > message_id, Message.role != "tool")
-            .order_by(Message.id)
-            .limit(50)
-        )
+    later = connection.execute(
+        select(Message.role, Message.content, Message.tool_calls)
+        .where(Message.conversation_id == conversation_id, Message.id > message_id, Message.role != "tool")
+        .order_by(Message.id)
+        .limit(50)
     ).all()
     for role, content, tool_calls in later:
         if role == "user":

@@ -88,7 +88,7 @@ class ConversationStore:
         the transaction's statements run there without a trip through the event loop each, and a burst of writers
         queues here instead of waiting out SQLite's busy timeout ("database is locked"). On PostgreSQL on a
         pooled connection."""
-        with _translated(f"{action}"):
+        with _translated(action):
             if self._writer is None:
                 async with self._engine.begin() as connection:
                     return await connection.run_sync(work)
@@ -128,10 +128,11 @@ class ConversationStore:
 
         return await self._write("store the message", work)
 
-    async def preview_shown(self, update_id: int, chat_id: int, message_id: int) -> None:
-        """Remember the message that previews the reply owed for `update_id`, to mark it cut off after a crash."""
+    async def preview_shown(self, update_id: int, message_id: int) -> None:
+        """Remember the message (in the turn's chat) that previews the reply owed for `update_id`, to mark it cut
+        off after a crash."""
         await self._write(
-            "remember the preview", lambda connection: pending.set_preview(connection, update_id, chat_id, message_id)
+            "remember the preview", lambda connection: pending.set_preview(connection, update_id, message_id)
         )
 
     async def reply_delivered(self, update_id: int) -> None:

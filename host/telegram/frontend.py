@@ -97,14 +97,10 @@ class FrontEnd:
 
     # -- turns ------------------------------------------------------------------------------------------------
     async def _answer(self, message: Incoming, target: Target) -> None:
-        refusal = None
         if not message.text.strip():
-            refusal = NO_TEXT.format(username=self.bot.username)
-        elif message.user_id is not None and message.user_id not in self.admins:
-            wait = await self.limiter.admit(message.user_id)
-            if wait > 0:
-                log.info("rate_limited", seconds=round(wait, 1))
-                refusal = RATE_LIMITED.format(seconds=max(1, round(wait)))
+            refusal: str | None = NO_TEXT.format(username=self.bot.username)
+        else:
+            refusal = await self._over_limit(message)
         if refusal is not None:
             if await self.app.store.claim_update(message.update_id):
                 await self._tell(target, refusal)
@@ -127,7 +123,7 @@ class FrontEnd:
 
         async def preview_shown(message_id: int) -> None:
             try:
-                await self.app.store.preview_shown(update_id, target.chat_id, message_id)
+                await self.app.store.preview_shown(update_id, message_id)
             except StorageError as error:  # only costs the "cut off" mark after a crash
                 log.warning("preview_not_recorded", error=str(error))
 

@@ -5,7 +5,7 @@ ahead of anything new. An answer stored before the crash is delivered as it is; 
 RECOVER_WINDOW_SECONDS has its turn run again, and an older one, or one whose recovery was already begun
 MAX_ATTEMPTS times (it may be what crashed the bot), gets a short note. A preview message the crash left is
 edited to say it was cut off.
-While running, this process renews the leases of the replies it owes and claims those of processes that died.
+While running, a webhook replica renews the leases of the replies it owes and claims those of replicas that died.
 """
 
 import html
@@ -48,7 +48,11 @@ class Recovery:
         await self._claim(submit, lapsed_only=not self.alone)
 
     async def keep(self, submit: Callable[[Orphan], None]) -> None:
-        """Forever: renew this process's leases, and take over those of processes that died."""
+        """Forever, as a webhook replica: renew this process's leases, and take over those of replicas that died.
+        A polling bot has nothing to do here: nobody else reads its leases (its next start takes every reply owed,
+        leases or not), and after its start nobody else owes replies."""
+        if self.alone:
+            return
         while True:
             await anyio.sleep(RENEW_EVERY)
             try:
@@ -93,9 +97,8 @@ class Recovery:
         reply_to = orphan.route.get("message_id")
         target = Target(orphan.chat_id, orphan.topic_id or None, None if private or reply_to is None else int(reply_to))
         if orphan.preview is not None:
-            chat_id, message_id = orphan.preview
             try:
-                if not await edit_html(bot, Target(chat_id), message_id, CUT_OFF):
+                if not await edit_html(bot, Target(orphan.chat_id), orphan.preview, CUT_OFF):
                     log.info("preview_not_marked", reason="the message cannot be edited")
             except TelegramError as error:
                 log.info("preview_not_marked", error=str(error))

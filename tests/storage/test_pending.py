@@ -39,7 +39,7 @@ async def test_a_reply_owed_by_a_dead_process_is_claimed_by_exactly_one_other(st
             ConversationStore.open(store_url) as second,
         ):
             await dead.begin_turn(chat, 3, message("user", "are you there?"), 11, update_id=update_id, route=ROUTE)
-            await dead.preview_shown(update_id, chat, 99)
+            await dead.preview_shown(update_id, 99)
             assert await dead.renew_leases() == 1
             assert mine(await first.claim_orphans(), update_id) == []  # its lease runs: its process may be alive
             await lapse(dead, update_id)
@@ -59,7 +59,7 @@ async def test_a_reply_owed_by_a_dead_process_is_claimed_by_exactly_one_other(st
             taken = mine(await loser.claim_orphans(lapsed_only=False), update_id)
     orphan = [*claims["first"], *claims["second"]][0]
     assert (orphan.chat_id, orphan.topic_id, orphan.user_id, orphan.text) == (chat, 3, 11, "are you there?")
-    assert orphan.route == ROUTE and orphan.preview == (chat, 99) and orphan.answer is None
+    assert orphan.route == ROUTE and orphan.preview == 99 and orphan.answer is None
     assert orphan.attempts == 1
     assert [o.attempts for o in taken] == [2]  # counted: a message that crashes the bot is not retried forever
 

@@ -25,7 +25,6 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(length=32), nullable=False),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("preview_chat_id", sa.BigInteger(), nullable=True),
         sa.Column("preview_message_id", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["message_id"], ["messages.id"], name="fk_pending_replies_message_id", ondelete="CASCADE"
