@@ -36,12 +36,11 @@ def webhook_app(
     bot: Bot,
     accept: Callable[[Update], None],
     readiness: Readiness,
-    refusals: Throttle | None = None,
+    refusals: Throttle,
 ) -> Starlette:
     """`accept` receives each update the moment it is read (it must not block); `readiness` reports health;
     refused requests are logged through `refusals` (at most one line a minute for each reason)."""
     expected = secret.encode()
-    refusals = refusals or Throttle()
     ready_report = _Cached(readiness, READY_CACHE_SECONDS)
 
     async def receive(request: Request) -> Response:

@@ -422,18 +422,6 @@ def test_a_missing_or_rejected_token_is_a_clear_error(api: FakeBotAPI, tmp_path:
     assert wrong not in rejected.stderr
 
 
-def test_a_token_revoked_while_running_stops_the_bot_with_the_reason(
-    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
-) -> None:
-    model.always(Reply(text="hi"))
-    with bot_process(api, model, tmp_path) as bot:
-        assert bot.process is not None
-        api.token = "999:REVOKED-TOKEN"  # the next request with the old token gets 401
-        api.push_message(42, "hello")  # ends the long poll in flight
-        assert bot.process.wait(30) == 2
-    assert "TELEGRAM_BOT_TOKEN was rejected while polling" in bot.log
-
-
 # -- webhook ------------------------------------------------------------------------------------------------------
 
 

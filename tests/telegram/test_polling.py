@@ -68,6 +68,16 @@ def gaps(api: FakeBotAPI, method: str = "getUpdates") -> list[float]:
     return [later.at - earlier.at for earlier, later in itertools.pairwise(api.calls_of(method))]
 
 
+async def poll_for_hello(api: FakeBotAPI, *, backoff_cap: float = 0.05, within: float = 10) -> list[dict[str, Any]]:
+    """Push "hello" behind the faults injected so far and poll until it is handed over, nothing failed; the log."""
+    api.push_message(42, "hello")
+    with capture_logs() as logs, anyio.fail_after(within):
+        async with polled(api, backoff_cap=backoff_cap) as seen:
+            await api.wait_for(lambda: len(seen.updates) == 1)
+    assert seen.texts() == ["hello"] and seen.failures == []
+    return logs
+
+
 # -- outages, in process ------------------------------------------------------------------------------------------
 
 
@@ -79,11 +89,7 @@ async def test_5xx_a_dropped_connection_and_409_are_retried_and_logged_once(
     api.fail("getUpdates", 503, "Service Unavailable")
     api.drop("getUpdates")
     api.fail("getUpdates", 409, CONFLICT)
-    api.push_message(42, "hello")
-    with capture_logs() as logs, anyio.fail_after(10):
-        async with polled(api) as seen:
-            await api.wait_for(lambda: len(seen.updates) == 1)
-    assert seen.texts() == ["hello"] and seen.failures == []
+    logs = await poll_for_hello(api)
     assert statuses(api)[:6] == [502, 502, 503, 0, 409, 200]
     [outage] = events(logs, "telegram_unavailable")
     assert outage["method"] == "getUpdates" and "Bad Gateway" in outage["error"]
@@ -96,10 +102,7 @@ async def test_5xx_a_dropped_connection_and_409_are_retried_and_logged_once(
 async def test_the_retries_back_off_doubling_up_to_the_cap(api: FakeBotAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(polling, "BACKOFF_FIRST", 0.05)
     api.fail("getUpdates", 502, "Bad Gateway", times=7)
-    api.push_message(42, "hello")
-    with anyio.fail_after(20):
-        async with polled(api, backoff_cap=0.1) as seen:
-            await api.wait_for(lambda: len(seen.updates) == 1)
+    await poll_for_hello(api, backoff_cap=0.1, within=20)
     waits = [0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
     assert all(gap >= wait for gap, wait in zip(gaps(api), waits, strict=False)), gaps(api)
     assert sum(gaps(api)[:7]) < sum(waits) + 3.0  # doubling without the cap would have waited 6.35 s
@@ -127,10 +130,7 @@ def test_an_outage_logs_its_start_and_end_once_and_a_new_one_starts_afresh(monke
 async def test_a_429_waits_the_retry_after_telegram_asks_for(api: FakeBotAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
     api.flood("getUpdates", retry_after=1)
-    api.push_message(42, "hello")
-    with capture_logs() as logs, anyio.fail_after(10):
-        async with polled(api) as seen:
-            await api.wait_for(lambda: len(seen.updates) == 1)
+    logs = await poll_for_hello(api)
     assert statuses(api)[:2] == [429, 200]
     assert gaps(api)[0] >= 1.0  # not the 0.05 s backoff
     [outage] = events(logs, "telegram_unavailable")
@@ -144,11 +144,7 @@ async def test_a_poll_that_times_out_is_retried_and_loses_nothing(
     monkeypatch.setattr(polling, "POLL_TIMEOUT", 1)
     monkeypatch.setattr(polling, "READ_MARGIN", 0.2)  # a poll unanswered after 1.2 s has timed out
     api.stall("getUpdates", 1.5)
-    api.push_message(42, "hello")
-    with capture_logs() as logs, anyio.fail_after(10):
-        async with polled(api) as seen:
-            await api.wait_for(lambda: len(seen.updates) == 1)
-    assert seen.texts() == ["hello"]
+    logs = await poll_for_hello(api)
     [outage] = events(logs, "telegram_unavailable")
     assert "TimedOut" in outage["error"] and "no answer in time" in outage["meaning"]
     assert len(events(logs, "telegram_available_again")) == 1
@@ -157,10 +153,7 @@ async def test_a_poll_that_times_out_is_retried_and_loses_nothing(
 @pytest.mark.anyio
 async def test_delete_webhook_before_polling_is_retried_too(api: FakeBotAPI) -> None:
     api.fail("deleteWebhook", 502, "Bad Gateway", times=2)
-    api.push_message(42, "hello")
-    with capture_logs() as logs, anyio.fail_after(10):
-        async with polled(api) as seen:
-            await api.wait_for(lambda: len(seen.updates) == 1)
+    logs = await poll_for_hello(api)
     assert statuses(api, "deleteWebhook") == [502, 502, 200]
     assert [entry["method"] for entry in events(logs, "telegram_unavailable")] == ["deleteWebhook"]
 
@@ -173,11 +166,7 @@ async def test_answers_no_bot_api_would_give_are_an_outage_too(
     api.fail("getUpdates", 200, "", raw_body='{"ok": true}')  # no result
     api.fail("getUpdates", 200, "", raw_body="[1, 2]")  # JSON, but no object
     api.fail("getUpdates", 200, "", raw_body="<html>maintenance</html>")
-    api.push_message(42, "hello")
-    with capture_logs() as logs, anyio.fail_after(10):
-        async with polled(api) as seen:
-            await api.wait_for(lambda: len(seen.updates) == 1)
-    assert seen.texts() == ["hello"] and seen.failures == []
+    logs = await poll_for_hello(api)
     [outage] = events(logs, "telegram_unavailable")
     assert "not a list" in outage["error"]
     assert events(logs, "telegram_available_again")[0]["failed_attempts"] == 4
@@ -253,11 +242,7 @@ async def test_poison_updates_in_a_batch_are_logged_confirmed_and_the_others_han
 @pytest.mark.anyio
 async def test_an_update_without_update_id_is_logged_and_skipped(api: FakeBotAPI) -> None:
     api.answer("getUpdates", [{"message": {"message_id": 1, "date": 0, "chat": PRIVATE, "text": "x"}}])
-    api.push_message(42, "hello")
-    with capture_logs() as logs, anyio.fail_after(10):
-        async with polled(api) as seen:
-            await api.wait_for(lambda: len(seen.updates) == 1)
-    assert seen.texts() == ["hello"]
+    logs = await poll_for_hello(api)
     [unreadable] = events(logs, "update_unreadable")
     assert unreadable["update_id"] is None and "no update_id" in unreadable["error"]
 
