@@ -14,7 +14,9 @@ from sqlalchemy.engine import Connection
 
 from host.storage.models import Conversation, Message, PendingReply, utcnow
 
-LEASE = timedelta(seconds=30)  # renewed by the running process every third of it (host.telegram.recovery)
+# Longer than storage.database's pool wait, so that a renewal kept waiting for a connection cannot let a live lease
+# lapse; renewed every third of it (host.telegram.recovery).
+LEASE = timedelta(seconds=180)
 
 
 @dataclass(frozen=True, slots=True)

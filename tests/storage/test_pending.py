@@ -23,7 +23,7 @@ def message(role: str, text: str, tool_call_id: str | None = None) -> StoredMess
 
 
 async def lapse(store: ConversationStore, update_id: int) -> None:
-    """As if the lease's 30 s had passed without a renewal (the process holding it died)."""
+    """As if the lease's 180 s had passed without a renewal (the process holding it died)."""
     async with store.engine.begin() as connection:
         await connection.execute(
             update(PendingReply).where(PendingReply.update_id == update_id).values(lease_until=utcnow())

@@ -145,7 +145,7 @@ async def test_a_stored_answer_is_delivered_as_it_is_and_a_message_that_keeps_cr
 async def test_a_webhook_replica_takes_over_what_a_dead_one_owed_once_its_lease_lapsed(
     api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recovery_module, "RENEW_EVERY", 0.05)  # instead of every 10 s
+    monkeypatch.setattr(recovery_module, "RENEW_EVERY", 0.05)  # instead of every 60 s
     url = f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db"
     config = tmp_path / "mcp_servers.json"
     config.write_text('{"mcpServers": {}}')
