@@ -48,7 +48,6 @@ def _parser() -> argparse.ArgumentParser:
 
     servers = commands.add_parser("servers", help="connect to every configured MCP server and list its tools")
     servers.add_argument("--json", action="store_true", help="print JSON instead of text")
-    servers.add_argument("--chat-id", type=int, default=0, help="chat whose per-chat servers to start")
     servers.set_defaults(handler=_servers)
 
     call = commands.add_parser("call", help="call one tool of one configured server and print the result")
@@ -81,7 +80,7 @@ def _chat(options: argparse.Namespace, settings: Settings) -> int:
 
 def _servers(options: argparse.Namespace, settings: Settings) -> int:
     configs = load_servers(settings.mcp_servers_config, data_dir=settings.data_dir)
-    report = anyio.run(_server_report, configs, options.chat_id)
+    report = anyio.run(_server_report, configs)
     code = 1 if any(server["status"] != "connected" for server in report) else 0  # for scripts and health checks
     if options.json:
         print(json.dumps({"servers": report}, indent=2, ensure_ascii=False))
@@ -97,9 +96,9 @@ def _servers(options: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
-async def _server_report(configs: list[ServerConfig], chat_id: int) -> list[dict[str, Any]]:
+async def _server_report(configs: list[ServerConfig]) -> list[dict[str, Any]]:
     async with Registry(configs) as registry:
-        catalogue = await registry.catalogue(chat_id)
+        catalogue = await registry.catalogue()
         return [
             {
                 "name": connection.name,
@@ -112,7 +111,7 @@ async def _server_report(configs: list[ServerConfig], chat_id: int) -> list[dict
                     if entry.connection is connection
                 ],
             }
-            for connection in await registry.connections(chat_id)
+            for connection in await registry.connections()
         ]
 
 

@@ -40,7 +40,7 @@ def test_servers_text_lists_status_and_tool_names(write_config: Any) -> None:
     assert "ours__add  Add two integers." in done.stdout
 
 
-def test_servers_starts_the_chat_instance_of_a_per_chat_server(write_config: Any, tmp_path: Path) -> None:
+def test_call_uses_the_chat_instance_of_a_per_chat_server(write_config: Any, tmp_path: Path) -> None:
     config = write_config({"mine": peer_server() | {"scope": "chat", "env": {"WS": "${CHAT_ID}"}}})
     done = mcpbot(config, "call", "mine", "env", '{"name": "WS"}', "--chat-id", "42")
     assert (done.returncode, done.stdout.strip()) == (0, "42")
