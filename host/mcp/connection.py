@@ -24,7 +24,7 @@ from host.mcp.config import ServerConfig
 from host.mcp.stderr import StderrTail
 from host.mcp.stdio import exit_text
 from host.mcp.tools import ToolResult, ToolSpec
-from host.mcp.transports import describe_failure, open_transport, redact
+from host.mcp.transports import describe_failure, hide_configured_secrets, open_transport
 from host.mcp.wire import Wire
 
 log = structlog.get_logger("host.mcp")
@@ -246,7 +246,7 @@ class ServerConnection:
             reason = f"{reason}; it wrote non-JSON on stdout, which is only for the protocol: {wire.non_json}"
         if stderr and stderr.tail():
             reason = f"{reason}; stderr: {stderr.tail()}"
-        self._set(Status.FAILED, redact(reason, self.config))
+        self._set(Status.FAILED, hide_configured_secrets(reason, self.config))
         return connected
 
     async def _on_message(self, message: Any) -> None:

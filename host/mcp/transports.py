@@ -216,11 +216,12 @@ def describe_failure(exc: BaseException, config: ServerConfig) -> str:
     else:
         detail = str(exc).strip()
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-    return redact(text, config)
+    return hide_configured_secrets(text, config)
 
 
-def redact(text: str, config: ServerConfig) -> str:
-    """`text` with the server's configured secrets masked."""
+def hide_configured_secrets(text: str, config: ServerConfig) -> str:
+    """`text` with the values this server was configured with as secrets masked (its header values, secret-named
+    env values, URL password and query); patterns that look like secrets are host.redact's, in every log line."""
     for secret in _secrets(config):
         text = text.replace(secret, "***")
     return text
