@@ -2,13 +2,16 @@
 own limits (only a forged update carries that), or nothing.
 
 A pure function of the update and the bot's identity, so that the rules for groups (answer only when mentioned
-or replied to), forum topics and commands addressed to other bots live in one place. Imports only PTB types.
+or replied to), forum topics and commands addressed to other bots live in one place.
+Imports only PTB types and render's utf16_len.
 """
 
 from dataclasses import dataclass
 from typing import Literal
 
 from telegram import Message, MessageEntity, Update
+
+from host.telegram.render import utf16_len
 
 COMMANDS = {
     "start": "what this bot is and how to use it",
@@ -73,9 +76,9 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
     if text is None:
         if not (private or _replies_to_bot(message, bot)):
             return None
-        too_long = message.caption is not None and _utf16_len(message.caption) > MAX_CAPTION
+        too_long = message.caption is not None and utf16_len(message.caption) > MAX_CAPTION
         return make("too_long" if too_long else "unreadable", "")
-    if _utf16_len(text) > MAX_TEXT:
+    if utf16_len(text) > MAX_TEXT:
         addressed = (
             private or answer_all_in_groups or _replies_to_bot(message, bot) or _mentions_bot(message, text, bot)[0]
         )
@@ -97,10 +100,6 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
     if _replies_to_bot(message, bot):
         return make("text", text)
     return None
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _command(message: Message) -> tuple[str, str] | None:
