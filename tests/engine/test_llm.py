@@ -373,3 +373,24 @@ async def test_a_whole_answer_over_the_size_limit_is_refused(model_server: Scrip
     async with model(model_server.base_url, max_response_bytes=100_000, stream_tool_turns=False) as chat:
         with pytest.raises(ModelUnavailable, match="sent an answer over 100000 bytes"):
             await turn(chat, tools=TOOLS)
+
+
+async def test_an_error_event_in_the_stream_is_retried_before_any_text_and_ends_the_turn_after(
+    model_server: ScriptedModelServer,
+) -> None:
+    model_server.script(Reply(stream_error="overloaded"), Reply(text="second try"))
+    async with model(model_server.base_url, retry_attempts=2) as chat:
+        _, completion = await turn(chat)
+        assert completion.text == "second try"
+        model_server.script(Reply(text="half an answer", stream_error="engine crashed"))
+        with pytest.raises(ModelUnavailable, match="broke off its answer"):
+            await turn(chat)
+    assert len(model_server.requests) == 3
+
+
+async def test_a_connection_dropped_mid_answer_ends_the_turn(model_server: ScriptedModelServer) -> None:
+    model_server.script(Reply(text="half an answer", break_after=True))
+    async with model(model_server.base_url, retry_attempts=2) as chat:
+        with pytest.raises(ModelUnavailable, match=r"broke off its answer \(connection\)"):
+            await turn(chat)
+    assert len(model_server.requests) == 1

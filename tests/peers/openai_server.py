@@ -58,6 +58,8 @@ class Reply:
     hang_after: bool = False  # streamed: send everything but the end, then stall until the server stops
     delay: float = 0.0  # seconds before the answer starts (a slow model); cut short when the server stops
     drip: float = 0.0  # streamed: seconds between chunks (a model that dribbles); cut short when the server stops
+    stream_error: str | None = None  # streamed: after the chunks, an `{"error": ...}` event with this message
+    break_after: bool = False  # streamed: after the chunks, the connection is dropped mid-response
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +321,11 @@ class ScriptedModelServer:
         if reply.hang_after:
             await self._stalled()
             return
+        if reply.stream_error is not None:
+            yield f"data: {json.dumps({'error': {'message': reply.stream_error, 'type': 'scripted'}})}\n\n"
+            return
+        if reply.break_after:
+            raise ConnectionAbortedError("scripted: the connection drops mid-answer")
         yield self._chunk({}, self._finish(reply))
         if usage is not None:
             yield f"data: {json.dumps({**self._envelope('chat.completion.chunk'), 'choices': [], 'usage': usage})}\n\n"
