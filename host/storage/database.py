@@ -48,7 +48,7 @@ def open_engine(url: str = DEFAULT_URL) -> AsyncEngine:
     database = _sqlite_file(parsed)
     if database is not None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(parsed, hide_parameters=True)
+    engine = create_async_engine(parsed, hide_parameters=True, pool_timeout=POOL_WAIT_SECONDS)  # reads
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
