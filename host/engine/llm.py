@@ -364,9 +364,11 @@ async def _timed(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator
 
 
 async def _events(response: httpx2.Response, deadline: float, *, line_cap: int) -> AsyncIterator[str | None]:
-    """The data of each server-sent event up to `[DONE]`; None (and nothing more) for a line over `line_cap`."""
+    """The data of each server-sent event up to `[DONE]`; None (and nothing more) for a line or an event (its data
+    lines together) over `line_cap`."""
     buffer = bytearray()
     data: list[bytes] = []
+    size = 0  # of `data`
     async for piece in _timed(response.aiter_bytes(), deadline):
         buffer += piece
         start = 0
@@ -375,9 +377,13 @@ async def _events(response: httpx2.Response, deadline: float, *, line_cap: int) 
             start = end + 1
             if line.startswith(b"data:"):
                 data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+                size += len(data[-1]) + 1
+                if size > line_cap:
+                    yield None
+                    return
             elif not line and data:
                 event = b"\n".join(data).decode(errors="replace")
-                data = []
+                data, size = [], 0
                 if event.startswith("[DONE]"):
                     return
                 yield event

@@ -368,6 +368,14 @@ async def test_one_huge_event_is_cut_without_reading_it_whole(model_server: Scri
     assert completion.cut_at == 0 and completion.text == "" and texts(events) == []
 
 
+async def test_an_event_of_many_data_lines_is_cut_at_the_size_limit(model_server: ScriptedModelServer) -> None:
+    # Data lines without the blank line that ends an event pile up in one event: they count against the limit too.
+    model_server.script(Reply(raw=("data: " + "z" * 1000 + "\n") * 3000))
+    async with model(model_server.base_url, max_response_bytes=100_000) as chat:
+        events, completion = await turn(chat)
+    assert completion.cut_at == 0 and completion.text == "" and texts(events) == []
+
+
 async def test_a_whole_answer_over_the_size_limit_is_refused(model_server: ScriptedModelServer) -> None:
     model_server.script(Reply(text="z" * 300_000))
     async with model(model_server.base_url, max_response_bytes=100_000, stream_tool_turns=False) as chat:

@@ -58,6 +58,7 @@ class Reply:
     hang_after: bool = False  # streamed: send everything but the end, then stall until the server stops
     delay: float = 0.0  # seconds before the answer starts (a slow model); cut short when the server stops
     drip: float = 0.0  # streamed: seconds between chunks (a model that dribbles); cut short when the server stops
+    raw: str | None = None  # streamed: this text is the whole body instead of the reply's chunks (broken framing)
     stream_error: str | None = None  # streamed: after the chunks, an `{"error": ...}` event with this message
     break_after: bool = False  # streamed: after the chunks, the connection is dropped mid-response
 
@@ -311,6 +312,9 @@ class ScriptedModelServer:
                     yield self._chunk({"tool_calls": [part]})
 
     async def _stream(self, reply: Reply, usage: dict[str, int] | None) -> AsyncIterator[str]:
+        if reply.raw is not None:
+            yield reply.raw
+            return
         for chunk in self._chunks(reply):
             yield chunk
             if reply.drip:
