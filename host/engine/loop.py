@@ -99,6 +99,17 @@ class _Call:
     shown: bool = True  # reported as ToolStarted/ToolFinished (calls over the count limits are not)
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What a turn is asked with besides its history: the catalogue, its tools in OpenAI form, the system prompt,
+    and the tokens left for the conversation."""
+
+    catalogue: list[CatalogueEntry]
+    tools: list[ChatCompletionToolParam]
+    prompt: str
+    budget: int
+
+
 @dataclass(slots=True)
 class _Turn:
     """The state of one turn while it runs."""
@@ -189,9 +200,8 @@ class Engine:
     ) -> AsyncIterator[EngineEvent]:
         user = _text_message("user", text)
         context = await self._context(chat_id)
-        budget = context[3]
-        if user.token_count > budget:
-            refusal = await self._refuse(chat_id, user, budget, update_id)
+        if user.token_count > context.budget:
+            refusal = await self._refuse(chat_id, user, context.budget, update_id)
             if refusal is not None:
                 yield refusal
             return
@@ -209,7 +219,7 @@ class Engine:
         chat_id: int,
         conversation_id: int,
         user: StoredMessage,
-        context: tuple[list[CatalogueEntry], list[ChatCompletionToolParam], str, int] | None = None,
+        context: _Context | None = None,
     ) -> AsyncIterator[EngineEvent]:
         turn = await self._prepare(chat_id, conversation_id, user, context or await self._context(chat_id))
         limit = self.settings.max_tool_steps
@@ -277,9 +287,9 @@ class Engine:
         chat_id: int,
         conversation_id: int,
         user: StoredMessage,
-        context: tuple[list[CatalogueEntry], list[ChatCompletionToolParam], str, int],
+        context: _Context,
     ) -> _Turn:
-        catalogue, tools, prompt, budget = context
+        budget = context.budget
         window = await self.store.window(
             conversation_id, max_messages=self.settings.max_history_messages, max_tokens=max(budget, 0)
         )
@@ -287,13 +297,12 @@ class Engine:
             log.warning("context_too_small", chat_id=chat_id, budget=budget, message_tokens=user.token_count)
             window = [user]
         used = sum(message.token_count for message in window)
-        messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": prompt}]
+        messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": context.prompt}]
         messages += [_as_param(message) for message in window]
-        by_name = {entry.name: entry for entry in catalogue}
-        return _Turn(chat_id, conversation_id, messages, tools, by_name, room=max(budget - used, 0))
+        by_name = {entry.name: entry for entry in context.catalogue}
+        return _Turn(chat_id, conversation_id, messages, context.tools, by_name, room=max(budget - used, 0))
 
-    async def _context(self, chat_id: int) -> tuple[list[CatalogueEntry], list[ChatCompletionToolParam], str, int]:
-        """The catalogue, its tools in OpenAI form, the system prompt, and the tokens left for the conversation."""
+    async def _context(self, chat_id: int) -> _Context:
         catalogue = await self.tools.catalogue(chat_id)
         known, tools, tools_tokens = self._tool_definitions
         if catalogue != known:
@@ -301,8 +310,8 @@ class Engine:
             tools_tokens = count_tools_tokens([dict(tool) for tool in tools])
             self._tool_definitions = (catalogue, tools, tools_tokens)
         prompt = system_prompt(self.settings.system_prompt, datetime.now(UTC), await self.tools.instructions(chat_id))
-        fixed = count_tokens(prompt) + tools_tokens
-        return catalogue, tools, prompt, self.settings.max_context_tokens - self.settings.answer_tokens - fixed
+        budget = self.settings.max_context_tokens - self.settings.answer_tokens - count_tokens(prompt) - tools_tokens
+        return _Context(catalogue, tools, prompt, budget)
 
     def _count(self, turn: _Turn, completion: Completion) -> None:
         if completion.usage is not None:
