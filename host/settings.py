@@ -59,12 +59,12 @@ class Settings(BaseSettings):
 
     mcp_servers_config: Path = Path("./mcp_servers.json")
 
-    # Telegram polling (issue 9, items 1-2): the longest wait between getUpdates retries during an outage
+    # Telegram polling: the longest wait between getUpdates retries during an outage
     telegram_poll_retry_max_seconds: float = Field(default=30.0, gt=0)
-    # Webhook surface (issue 9, item 5): open connections at most, and seconds for a request's head and body
+    # The webhook server: open connections at most, and seconds for a request's head and body
     webhook_max_connections: int = Field(default=200, ge=1, le=10_000)
     webhook_read_timeout: float = Field(default=10.0, gt=0)
-    # Engine limits for a broken or hostile model (issue 9, items 11-13)
+    # Engine limits for a broken or hostile model
     llm_max_tool_calls_per_step: int = Field(default=16, ge=1)
     llm_max_tool_calls_per_turn: int = Field(default=64, ge=1)
     llm_max_tool_argument_bytes: int = Field(default=64 * 1024, ge=64)
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    # Where the bot keeps its files (MCP servers, issue 9 item 7): made absolute at start, from the working
+    # Where the bot keeps its files: made absolute at start, from the working
     # directory like every relative setting; the default DATABASE_URL and `${DATA_DIR}` in mcp_servers.json use it.
     data_dir: Path = Path("./data")
 
