@@ -51,6 +51,12 @@ def parser() -> argparse.ArgumentParser:
         default=4 * 1024 * 1024,
         help="most bytes of rows (as JSON) a result holds; the rest is cut with truncated=true (default: 4 MiB)",
     )
+    result.add_argument(
+        "--max-concurrent-queries",
+        type=positive_int,
+        default=4,
+        help="queries that may run at once; more are refused at once with a clear message (default: 4)",
+    )
     launch.add_transport_arguments(result)
     return result
 
@@ -69,6 +75,7 @@ def main() -> None:
         statement_timeout=options.statement_timeout,
         max_query_length=options.max_query_length,
         max_result_bytes=options.max_result_bytes,
+        max_concurrent_queries=options.max_concurrent_queries,
     )
     launch.run(build_server(url, limits), options)
 

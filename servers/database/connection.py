@@ -41,6 +41,7 @@ class Limits:
     statement_timeout: float = 10.0
     max_query_length: int = 20_000
     max_result_bytes: int = 4 * 1024 * 1024  # rows, as compact JSON, that one result may hold
+    max_concurrent_queries: int = 4  # queries running at once; more are refused at once, never queued
 
 
 def database_url(raw: str) -> URL:
