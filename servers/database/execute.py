@@ -26,6 +26,7 @@ log = logging.getLogger("servers.database")
 
 CLIENT_GRACE_SECONDS = 5.0  # past the server-side timeout, give up on the connection itself
 
+
 async def run_query(engine: AsyncEngine, statement: Statement, limits: Limits) -> QueryResult:
     """Run a statement the guard let through and return its first `row_limit` rows."""
     started = time.monotonic()
