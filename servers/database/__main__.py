@@ -8,7 +8,8 @@ import argparse
 import os
 
 from servers import launch
-from servers.database.connection import Limits, database_url
+from servers.database.connection import database_url
+from servers.database.limits import MIB, Limits
 from servers.database.server import build_server
 
 URL_EXAMPLE = "sqlite+aiosqlite:///./data/demo.db"
@@ -57,6 +58,18 @@ def parser() -> argparse.ArgumentParser:
         default=4,
         help="queries that may run at once; more are refused at once with a clear message (default: 4)",
     )
+    result.add_argument(
+        "--max-value-bytes",
+        type=positive_int,
+        default=16 * MIB,
+        help="SQLite: longest string or blob a query may make or read (SQLITE_LIMIT_LENGTH; default: 16 MiB)",
+    )
+    result.add_argument(
+        "--max-query-memory",
+        type=positive_int,
+        default=512 * MIB,
+        help="SQLite: memory (address space) of the worker process a query runs in (default: 512 MiB)",
+    )
     launch.add_transport_arguments(result)
     return result
 
@@ -76,6 +89,8 @@ def main() -> None:
         max_query_length=options.max_query_length,
         max_result_bytes=options.max_result_bytes,
         max_concurrent_queries=options.max_concurrent_queries,
+        max_value_bytes=options.max_value_bytes,
+        max_query_memory=options.max_query_memory,
     )
     launch.run(build_server(url, limits), options)
 

@@ -1,56 +1,97 @@
-"""Running one guarded statement on either backend (`postgres`, `sqlite`), bounded by a client-side deadline past
-the server-side one, with failures turned into QueryError. Never imports `host`.
+"""The database one server serves, and running one guarded statement on it: at most `max_concurrent_queries` at once
+(more are refused at once, never queued), SQLite queries in worker processes (`sqlite`), PostgreSQL queries on the
+engine's pool (`postgres`) bounded by a client-side deadline past the server-side one, failures turned into
+QueryError. Never imports `host`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from servers.database.connection import Limits, dialect_of
-from servers.database.guard import Statement
+from servers.database.connection import create_engine, dialect_of, sqlite_target
+from servers.database.guard import Dialect, Statement
+from servers.database.limits import Limits
 from servers.database.postgres import run_postgresql
 from servers.database.results import QueryResult
 from servers.database.rows import TOO_DEEP, QueryError
-from servers.database.sqlite import run_sqlite
+from servers.database.sqlite import SqliteWorkers
 
-__all__ = ["QueryError", "run_query", "warn_if_superuser"]
+__all__ = ["Database", "QueryError"]
 
 log = logging.getLogger("servers.database")
 
 CLIENT_GRACE_SECONDS = 5.0  # past the server-side timeout, give up on the connection itself
 
 
-async def run_query(engine: AsyncEngine, statement: Statement, limits: Limits) -> QueryResult:
-    """Run a statement the guard let through and return its first `row_limit` rows."""
-    started = time.monotonic()
-    async with engine.connect() as connection:
+class Database:
+    """The engine (schema tools, PostgreSQL queries), SQLite's query workers, and how many calls are running."""
+
+    def __init__(self, url: URL, limits: Limits) -> None:
+        self.limits = limits
+        self.engine: AsyncEngine = create_engine(url, limits)
+        self.dialect: Dialect = dialect_of(self.engine)
+        self.workers = SqliteWorkers(sqlite_target(url), limits) if self.dialect == "sqlite" else None
+        self.running = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """A place among the calls running at once, or QueryError at once when all are taken."""
+        allowed = self.limits.max_concurrent_queries
+        if self.running >= allowed:
+            raise QueryError(f"the server is already running {allowed} queries, as many as it runs at once; try again "
+                             f"when one has finished (each ends within {self.limits.statement_timeout:g} s)")  # fmt: skip
+        self.running += 1
         try:
-            with anyio.fail_after(limits.statement_timeout + CLIENT_GRACE_SECONDS):
-                if dialect_of(engine) == "postgresql":
+            yield
+        finally:
+            self.running -= 1
+
+    async def query(self, statement: Statement) -> QueryResult:
+        """Run a statement the guard let through and return its first `row_limit` rows."""
+        started = time.monotonic()
+        with self.slot():
+            if self.workers is not None:
+                result = await self.workers.query(statement.text)
+            else:
+                result = await self._postgresql(statement)
+        log.info("query (%s) returned %d rows%s in %.0f ms", statement.kind, result.row_count,
+                 " (truncated)" * result.truncated, (time.monotonic() - started) * 1000)  # fmt: skip
+        return result
+
+    async def _postgresql(self, statement: Statement) -> QueryResult:
+        limits = self.limits
+        async with self.engine.connect() as connection:
+            try:
+                with anyio.fail_after(limits.statement_timeout + CLIENT_GRACE_SECONDS):
                     columns, rows = await run_postgresql(connection, statement, limits)
-                else:
-                    columns, rows = await run_sqlite(connection, statement, limits)
-        except TimeoutError:
-            await connection.invalidate()
-            raise QueryError(f"the query did not finish within {limits.statement_timeout:g} s") from None
-        except QueryError:
-            raise
-        except RecursionError:  # asyncpg decodes json and jsonb with json.loads, which recurses
-            await connection.invalidate()
-            raise QueryError(TOO_DEEP) from None
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
-            await connection.invalidate()  # unusable, or its session could not be reset: start a fresh one
-            raise QueryError(f"the query failed: {error}") from None
-    log.info("query (%s) returned %d rows%s in %.0f ms", statement.kind, len(rows.rows), " (truncated)" * rows.full,
-             (time.monotonic() - started) * 1000)  # fmt: skip
-    return QueryResult(columns=columns, rows=rows.rows, row_count=len(rows.rows), truncated=rows.full, note=rows.note)
+            except TimeoutError:
+                await connection.invalidate()
+                raise QueryError(f"the query did not finish within {limits.statement_timeout:g} s") from None
+            except QueryError:
+                raise
+            except RecursionError:  # asyncpg decodes json and jsonb with json.loads, which recurses
+                await connection.invalidate()
+                raise QueryError(TOO_DEEP) from None
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
+                await connection.invalidate()  # unusable, or its session could not be reset: start a fresh one
+                raise QueryError(f"the query failed: {error}") from None
+        return QueryResult(columns=columns, rows=rows.rows, row_count=len(rows.rows), truncated=rows.full,
+                           note=rows.note)  # fmt: skip
+
+    async def aclose(self) -> None:
+        if self.workers is not None:
+            await self.workers.aclose()
+        await self.engine.dispose()
 
 
 async def warn_if_superuser(engine: AsyncEngine) -> None:

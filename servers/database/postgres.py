@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from servers.database.connection import Limits
+from servers.database.limits import Limits
 from servers.database.guard import Statement
 from servers.database.render import TooDeep, render
 from servers.database.rows import QueryError, Rows

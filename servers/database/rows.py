@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from servers.database.connection import Limits
+from servers.database.limits import Limits
 from servers.database.render import TooDeep
 
 TOO_DEEP = "a value is nested too deeply to send; select a part of it instead"

@@ -15,11 +15,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from servers.database.connection import Limits, create_engine, dialect_of
-from servers.database.execute import QueryError, run_query, warn_if_superuser
+from servers.database.execute import Database, QueryError, warn_if_superuser
 from servers.database.guard import GuardError, check
+from servers.database.limits import Limits
 from servers.database.results import QueryResult, SchemaResult, TableList
 from servers.database.schema import describe, list_tables
 
@@ -40,60 +39,64 @@ def instructions(limits: Limits, backend: str) -> str:
     )
 
 
-def build_server(url: URL, limits: Limits | None = None) -> MCPServer[AsyncEngine]:
+def build_server(url: URL, limits: Limits | None = None) -> MCPServer[Database]:
     """A server for the database at `url` (already checked by connection.database_url)."""
     limits = limits or Limits()
     backend = "postgresql" if url.get_backend_name() == "postgresql" else "sqlite"
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[AsyncEngine]) -> AsyncIterator[AsyncEngine]:
-        engine = create_engine(url, limits)
-        log.info("serving %s read-only (row limit %d, timeout %g s)", backend, limits.row_limit,
-                 limits.statement_timeout)  # fmt: skip
-        await warn_if_superuser(engine)
+    async def lifespan(_: MCPServer[Database]) -> AsyncIterator[Database]:
+        database = Database(url, limits)
+        log.info("serving %s read-only (row limit %d, timeout %g s, %d queries at once)", backend, limits.row_limit,
+                 limits.statement_timeout, limits.max_concurrent_queries)  # fmt: skip
         try:
-            yield engine
+            await warn_if_superuser(database.engine)
+            yield database
         finally:
-            await engine.dispose()
+            await database.aclose()
 
-    server: MCPServer[AsyncEngine] = MCPServer(
+    server: MCPServer[Database] = MCPServer(
         "database", instructions=instructions(limits, backend), lifespan=lifespan
     )
 
     @server.tool(annotations=READ_ONLY)
     async def query_database(
         query: Annotated[str, Field(description="exactly one read-only SQL statement")],
-        ctx: Context[AsyncEngine, Any],
+        ctx: Context[Database, Any],
     ) -> QueryResult:
         """Run one read-only SQL statement and return its rows (capped at the row limit, with a truncated flag).
         Dates are ISO 8601, decimals strings, bytes "base64:..." (or "<N bytes>" when large)."""
-        engine = ctx.request_context.lifespan_context
+        database = ctx.request_context.lifespan_context
         log.debug("query: %s", query)
         try:
-            statement = check(query, dialect_of(engine), limits.max_query_length)
-            return await run_query(engine, statement, limits)
+            statement = check(query, database.dialect, limits.max_query_length)
+            return await database.query(statement)
         except (GuardError, QueryError) as error:
             log.info("query refused or failed: %s", error)
             raise ToolError(f"query refused: {error}" if isinstance(error, GuardError) else str(error)) from None
 
     @server.tool(annotations=READ_ONLY)
     async def get_schema(
-        ctx: Context[AsyncEngine, Any],
+        ctx: Context[Database, Any],
         table_name: Annotated[
             str | None, Field(description='one table or view ("name" or "schema.name"); omit for all')
         ] = None,
     ) -> SchemaResult:
         """Columns (name, type, nullability, default), primary key and foreign keys of one table, or of all."""
+        database = ctx.request_context.lifespan_context
         try:
-            return SchemaResult(tables=await describe(ctx.request_context.lifespan_context, table_name))
+            with database.slot():
+                return SchemaResult(tables=await describe(database.engine, table_name))
         except QueryError as error:
             raise ToolError(str(error)) from None
 
     @server.tool(name="list_tables", annotations=READ_ONLY)
-    async def list_tables_tool(ctx: Context[AsyncEngine, Any]) -> TableList:
+    async def list_tables_tool(ctx: Context[Database, Any]) -> TableList:
         """The tables and views of the database, with their schema and type."""
+        database = ctx.request_context.lifespan_context
         try:
-            return TableList(tables=await list_tables(ctx.request_context.lifespan_context))
+            with database.slot():
+                return TableList(tables=await list_tables(database.engine))
         except QueryError as error:
             raise ToolError(str(error)) from None
 

@@ -1,51 +1,115 @@
-"""Running one guarded statement on SQLite, under the connection's read-only authorizer and deadline. Never imports
-`host`.
+"""Running guarded statements on SQLite in worker processes (`sqlite_worker`): a worker is reused while its queries
+end in time, killed at the deadline (the tool answers then, without waiting for it), and replaced on the next query.
+At most `max_concurrent_queries` workers exist, since the server's gate lets no more queries in. Never imports `host`.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import anyio
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
 
-from servers.database.connection import Limits, sqlite_policy
-from servers.database.guard import Statement
-from servers.database.render import render
-from servers.database.rows import QueryError, Rows
+from servers.database.limits import Limits
+from servers.database.results import QueryResult
+from servers.database.rows import QueryError
+
+log = logging.getLogger("servers.database")
+
+GRACE_SECONDS = 0.5  # past the deadline, for the worker's own progress handler to answer before it is killed
 
 
-async def run_sqlite(connection: AsyncConnection, statement: Statement, limits: Limits) -> tuple[list[str], Rows]:
-    policy = await sqlite_policy(connection)
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
-    policy.denied = None
-    policy.deadline = time.monotonic() + limits.statement_timeout
-    try:
-        cursor = await driver.execute(statement.text)
-        rows = Rows(limits)
+class WorkerFailed(Exception):
+    """The worker ended or answered something unreadable; the message says what to tell the caller."""
+
+
+class Worker:
+    """One worker process and the end of its pipes."""
+
+    def __init__(self, process: Process, answer_limit: int) -> None:
+        self.process = process
+        assert process.stdout is not None and process.stdin is not None
+        self.output = BufferedByteReceiveStream(process.stdout)
+        self.answer_limit = answer_limit
+
+    async def ask(self, sql: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
         try:
-            columns = [str(column[0]) for column in cursor.description or ()]
-            while not rows.full:
-                wanted = rows.batch()
-                fetched = await cursor.fetchmany(wanted)
-                for row in fetched:
-                    rows.add(row, lambda value, _: render(value))
-                if len(fetched) < wanted:
-                    break
+            await self.process.stdin.send(json.dumps({"sql": sql}).encode() + b"\n")
+            line = await self.output.receive_until(b"\n", self.answer_limit)
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise WorkerFailed(f"the query's worker process ended ({self._ending()})") from None
+        except anyio.DelimiterNotFound:
+            raise WorkerFailed("the query's worker sent an answer larger than the result limit") from None
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def _ending(self) -> str:
+        code = self.process.returncode
+        if code is None or code >= 0:
+            return f"exit status {code}" if code is not None else "it closed its output"
+        return f"killed by signal {-code}, perhaps for using too much memory"
+
+    async def kill(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            if self.process.returncode is None:
+                self.process.kill()
+            await self.process.aclose()
+
+
+class SqliteWorkers:
+    """The pool of worker processes for one SQLite database (`target`, as `sqlite3.connect` opens it)."""
+
+    def __init__(self, target: str, limits: Limits) -> None:
+        self.target = target
+        self.limits = limits
+        self.idle: list[Worker] = []
+
+    async def query(self, sql: str) -> QueryResult:
+        """Run one statement the guard let through; at the deadline the worker is killed and QueryError raised."""
+        limits = self.limits
+        worker: Worker | None = None
+        answer: dict[str, Any] | None = None
+        try:
+            with anyio.fail_after(limits.statement_timeout + GRACE_SECONDS):
+                worker = self.idle.pop() if self.idle else await self._start()
+                answer = await worker.ask(sql)
+        except TimeoutError:
+            raise QueryError(f"the query ran past its {limits.statement_timeout:g} s deadline and was stopped") from None
+        except WorkerFailed as error:
+            raise QueryError(str(error)) from None
         finally:
-            await cursor.close()
-    except sqlite3.Error as error:
-        timed_out = policy.deadline is not None and time.monotonic() > policy.deadline
-        if timed_out and "interrupt" in str(error):
-            raise QueryError(
-                f"the query ran past its {limits.statement_timeout:g} s deadline and was stopped"
-            ) from None
-        refused = f" (refused by the read-only authorizer: {policy.denied})" if policy.denied else ""
-        raise QueryError(f"the database refused the query: {error}{refused}") from None
-    finally:
-        policy.deadline = None
-        if driver.in_transaction:
-            await driver.rollback()
-    return columns, rows
+            if worker is not None and (answer is None or answer.get("fatal")):
+                await worker.kill()  # late, failed, cancelled or out of memory: never reused
+        if not answer.get("fatal"):
+            self.idle.append(worker)
+        if "error" in answer:
+            raise QueryError(answer["error"])
+        rows: list[list[Any]] = answer["rows"]
+        note = answer["note"]
+        return QueryResult(columns=answer["columns"], rows=rows, row_count=len(rows), truncated=note is not None,
+                           note=note)  # fmt: skip
+
+    async def _start(self) -> Worker:
+        config = {"target": self.target, "limits": dataclasses.asdict(self.limits), "parent": os.getpid()}
+        process = await anyio.open_process(
+            [sys.executable, "-m", "servers.database.sqlite_worker", json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,  # the server's stderr: a worker's traceback belongs in the server's log
+        )
+        # the answer: rows within the byte budget, column names (from the query text) and a note
+        answer_limit = self.limits.max_result_bytes + 8 * self.limits.max_query_length + 64 * 1024
+        return Worker(process, answer_limit)
+
+    async def aclose(self) -> None:
+        workers, self.idle = self.idle, []
+        for worker in workers:
+            await worker.kill()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from servers.database.connection import SqlitePolicy
+from servers.database.sqlite_policy import SqlitePolicy
 from servers.database.guard import Dialect, GuardError, check, is_denied_function, tokenize
 
 LIMIT = 20_000

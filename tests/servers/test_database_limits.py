@@ -15,12 +15,12 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servers.database.__main__ import parser
-from servers.database.connection import Limits, create_engine, database_url
-from servers.database.execute import QueryError, run_query, warn_if_superuser
+from servers.database.connection import database_url
+from servers.database.execute import Database, QueryError, warn_if_superuser
 from servers.database.guard import Statement
+from servers.database.limits import Limits
 from servers.database.render import MAX_TEXT_CHARS, TooDeep, render
 
 pytestmark = pytest.mark.anyio
@@ -29,34 +29,33 @@ BUDGET = 256 * 1024
 SLACK = 1024
 
 
-async def engine_for(url: str, limits: Limits) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url(url), limits)
+async def database_for(url: str, limits: Limits) -> AsyncIterator[Database]:
+    database = Database(database_url(url), limits)
     try:
-        yield engine
+        yield database
     finally:
         with anyio.fail_after(10):
-            await engine.dispose()
+            await database.aclose()
 
 
 @pytest.fixture
-async def postgresql(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    async for engine in engine_for(postgres_url, Limits(statement_timeout=10, max_result_bytes=BUDGET)):
-        yield engine
+async def postgresql(postgres_url: str) -> AsyncIterator[Database]:
+    async for database in database_for(postgres_url, Limits(statement_timeout=10, max_result_bytes=BUDGET)):
+        yield database
 
 
 @pytest.fixture
-async def sqlite() -> AsyncIterator[AsyncEngine]:
-    async for engine in engine_for("sqlite+aiosqlite://", Limits(statement_timeout=10, max_result_bytes=BUDGET)):
-        yield engine
+async def sqlite() -> AsyncIterator[Database]:
+    async for database in database_for("sqlite+aiosqlite://", Limits(statement_timeout=10, max_result_bytes=BUDGET)):
+        yield database
 
 
-async def query(engine: AsyncEngine, sql: str, seconds: float = 10) -> Any:
-    limits = Limits(statement_timeout=10, max_result_bytes=BUDGET)
+async def query(database: Database, sql: str, seconds: float = 10) -> Any:
     with anyio.fail_after(seconds):
-        return await run_query(engine, Statement(sql, "select"), limits)  # the guard bypassed on purpose
+        return await database.query(Statement(sql, "select"))  # the guard bypassed on purpose
 
 
-async def test_no_session_advisory_lock_survives_a_postgresql_call(postgres_url: str, postgresql: AsyncEngine) -> None:
+async def test_no_session_advisory_lock_survives_a_postgresql_call(postgres_url: str, postgresql: Database) -> None:
     key = random.randint(1, 2**31 - 1)
     locked = await query(postgresql, f"SELECT pg_advisory_lock({key}), pg_advisory_lock_shared({key} + 1)")
     assert locked.rows == [[None, None]]
@@ -82,7 +81,7 @@ def assert_bounded(result: Any, started: float) -> None:
     assert time.monotonic() - started < 5
 
 
-async def test_postgresql_results_stop_at_the_byte_budget(postgresql: AsyncEngine) -> None:
+async def test_postgresql_results_stop_at_the_byte_budget(postgresql: Database) -> None:
     started = time.monotonic()
     result = await query(postgresql, "SELECT repeat('x', 10000000) AS big FROM generate_series(1, 200)")
     assert_bounded(result, started)
@@ -91,20 +90,21 @@ async def test_postgresql_results_stop_at_the_byte_budget(postgresql: AsyncEngin
     assert small.truncated and BUDGET // 1020 < small.row_count == len(small.rows) < BUDGET // 1000  # rows of ~1 KB
 
 
-async def test_sqlite_results_stop_at_the_byte_budget(sqlite: AsyncEngine) -> None:
+async def test_sqlite_results_stop_at_the_byte_budget(sqlite: Database) -> None:
     started = time.monotonic()
     result = await query(
         sqlite,
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n<100) "
-        "SELECT n, printf('%.*c', 20000000, 'x') FROM r",
+        "SELECT n, printf('%.*c', 10000000, 'x') FROM r",
     )
     assert_bounded(result, started)
-    assert result.rows[0][0] == 1 and result.rows[0][1].endswith(f"[... {20_000_000 - MAX_TEXT_CHARS} more characters]")
-    rows_limit = await run_query(sqlite, Statement("VALUES (1), (2), (3)", "values"), Limits(row_limit=2))
+    assert result.rows[0][0] == 1 and result.rows[0][1].endswith(f"[... {10_000_000 - MAX_TEXT_CHARS} more characters]")
+    async for limited in database_for("sqlite+aiosqlite://", Limits(row_limit=2)):
+        rows_limit = await limited.query(Statement("VALUES (1), (2), (3)", "values"))
     assert rows_limit.truncated and rows_limit.rows == [[1], [2]] and "more than 2 rows" in (rows_limit.note or "")
 
 
-async def test_values_nested_too_deeply_are_a_clear_error(postgresql: AsyncEngine) -> None:
+async def test_values_nested_too_deeply_are_a_clear_error(postgresql: Database) -> None:
     with pytest.raises(QueryError, match="nested too deeply"):
         await query(postgresql, "SELECT (repeat('[', 3000) || repeat(']', 3000))::jsonb")
     with pytest.raises(QueryError, match="nested too deeply"):
@@ -127,8 +127,8 @@ def test_long_text_is_cut_and_the_budget_is_an_option() -> None:
 
 
 async def test_a_superuser_connection_is_warned_about(
-    postgresql: AsyncEngine, caplog: pytest.LogCaptureFixture
+    postgresql: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="servers.database"), anyio.fail_after(10):
-        await warn_if_superuser(postgresql)
+        await warn_if_superuser(postgresql.engine)
     assert "superuser" in caplog.text and "read-only role" in caplog.text  # tests connect as root, a superuser

@@ -18,9 +18,10 @@ import anyio
 import pytest
 from mcp import Client
 
-from servers.database.connection import Limits, create_engine, database_url
-from servers.database.execute import QueryError, run_query
+from servers.database.connection import database_url
+from servers.database.execute import Database, QueryError
 from servers.database.guard import Statement
+from servers.database.limits import Limits
 from servers.database.render import render
 from tests.conftest import ROOT
 from tests.postgres import throwaway_database
@@ -276,18 +277,17 @@ POSTGRESQL_BYPASS = [
 
 
 async def bypass(url: str, statements: list[str], count_query: str) -> None:
-    limits = Limits(row_limit=10, statement_timeout=5)
-    engine = create_engine(database_url(url), limits)
+    database = Database(database_url(url), Limits(row_limit=10, statement_timeout=5))
     try:
         for text in statements:
             with anyio.fail_after(15), pytest.raises(QueryError):
-                await run_query(engine, Statement(text=text, kind="select"), limits)
+                await database.query(Statement(text=text, kind="select"))
             with anyio.fail_after(15):
-                counted = await run_query(engine, Statement(text=count_query, kind="select"), limits)
+                counted = await database.query(Statement(text=count_query, kind="select"))
             assert counted.rows == [[ITEMS]], text
     finally:
         with anyio.fail_after(15):
-            await engine.dispose()
+            await database.aclose()
 
 
 def directory_state(directory: Path) -> dict[str, bytes]:
@@ -305,8 +305,7 @@ async def test_sqlite_database_layer_refuses_without_the_guard(tmp_path: Path) -
 async def test_postgresql_database_layer_refuses_without_the_guard(postgres_url: str) -> None:
     async with throwaway_database(postgres_url, "mcpbot_dbtest", POSTGRESQL_SETUP) as url:
         await bypass(url, POSTGRESQL_BYPASS, "SELECT count(*) FROM items")
-        limits = Limits(statement_timeout=5)
-        engine = create_engine(database_url(url), limits)
+        database = Database(database_url(url), Limits(statement_timeout=5))
         try:
             changes = (
                 "SELECT set_config('statement_timeout', '0', false),"
@@ -314,9 +313,9 @@ async def test_postgresql_database_layer_refuses_without_the_guard(postgres_url:
             )
             settings = "SELECT current_setting('statement_timeout'), current_setting('default_transaction_read_only')"
             with anyio.fail_after(15):  # settings changed inside the transaction die with its rollback
-                changed = await run_query(engine, Statement(changes, "select"), limits)
-                after = await run_query(engine, Statement(settings, "select"), limits)
+                changed = await database.query(Statement(changes, "select"))
+                after = await database.query(Statement(settings, "select"))
             assert changed.rows == [["0", "off"]] and after.rows == [["5s", "on"]]
         finally:
             with anyio.fail_after(15):
-                await engine.dispose()
+                await database.aclose()
