@@ -48,8 +48,9 @@ class Database:
         """A place among the calls running at once, or QueryError at once when all are taken."""
         allowed = self.limits.max_concurrent_queries
         if self.running >= allowed:
+            seconds = self.limits.statement_timeout
             raise QueryError(f"the server is already running {allowed} queries, as many as it runs at once; try again "
-                             f"when one has finished (each ends within {self.limits.statement_timeout:g} s)")  # fmt: skip
+                             f"when one has finished (each ends within {seconds:g} s)")  # fmt: skip
         self.running += 1
         try:
             yield

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from servers.database.limits import Limits
 from servers.database.guard import Statement
+from servers.database.limits import Limits
 from servers.database.render import TooDeep, render
 from servers.database.rows import QueryError, Rows
 

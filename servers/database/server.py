@@ -55,9 +55,7 @@ def build_server(url: URL, limits: Limits | None = None) -> MCPServer[Database]:
         finally:
             await database.aclose()
 
-    server: MCPServer[Database] = MCPServer(
-        "database", instructions=instructions(limits, backend), lifespan=lifespan
-    )
+    server: MCPServer[Database] = MCPServer("database", instructions=instructions(limits, backend), lifespan=lifespan)
 
     @server.tool(annotations=READ_ONLY)
     async def query_database(

@@ -82,7 +82,8 @@ class SqliteWorkers:
                 worker = self.idle.pop() if self.idle else await self._start()
                 answer = await worker.ask(sql)
         except TimeoutError:
-            raise QueryError(f"the query ran past its {limits.statement_timeout:g} s deadline and was stopped") from None
+            seconds = limits.statement_timeout
+            raise QueryError(f"the query ran past its {seconds:g} s deadline and was stopped") from None
         except WorkerFailed as error:
             raise QueryError(str(error)) from None
         finally:

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from servers.database.sqlite_policy import SqlitePolicy
 from servers.database.guard import Dialect, GuardError, check, is_denied_function, tokenize
+from servers.database.sqlite_policy import SqlitePolicy
 
 LIMIT = 20_000
 

@@ -126,9 +126,7 @@ def test_long_text_is_cut_and_the_budget_is_an_option() -> None:
     json.dumps(render(float("nan")))
 
 
-async def test_a_superuser_connection_is_warned_about(
-    postgresql: Database, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_superuser_connection_is_warned_about(postgresql: Database, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="servers.database"), anyio.fail_after(10):
         await warn_if_superuser(postgresql.engine)
     assert "superuser" in caplog.text and "read-only role" in caplog.text  # tests connect as root, a superuser

@@ -136,7 +136,7 @@ async def test_memory_is_bounded_for_any_single_query(tmp_path: Path) -> None:
         [server_pid] = [pid for pid, command in processes_with(str(database)).items() if pid != worker]
         assert peak_memory(worker) < 300 * 2**20, peak_memory(worker)
         assert peak_memory(server_pid) < 200 * 2**20, peak_memory(server_pid)
-    assert not list(tmp_path.glob("etilqs_*")) and not workers_of(database)
+    assert not workers_of(database)
 
 
 async def test_read_only_table_valued_functions_work(tmp_path: Path) -> None:
@@ -167,7 +167,10 @@ async def test_workers_die_with_the_server(tmp_path: Path) -> None:
             group.start_soon(doomed)
             await anyio.wait_all_tasks_blocked()
             [server_pid] = [pid for pid in processes_with(str(database)) if pid != worker]
-            os.kill(server_pid, 9)  # no clean shutdown: the worker is busy and does not read its stdin
-            with anyio.fail_after(10):
-                while worker in workers_of(database):
-                    await anyio.sleep(0.05)
+            watch = os.pidfd_open(worker)  # readable once the worker has ended
+            try:
+                os.kill(server_pid, 9)  # no clean shutdown: the worker is busy and does not read its stdin
+                with anyio.fail_after(10):
+                    await anyio.wait_readable(watch)
+            finally:
+                os.close(watch)
