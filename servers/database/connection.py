@@ -1,8 +1,8 @@
-"""Database connections for the database server: URL checks, the async engine, and SQLite's read-only authorizer.
+"""Database connections for the database server: URL checks, the async engine, and the read-only policy installed on
+the engine's SQLite connections (which the schema tools use; queries run in `sqlite_worker`).
 
-Owns what makes a connection read-only before any query runs: SQLite files opened with `mode=ro`, an authorizer that
-allows reads only and a deadline; PostgreSQL sessions that default to read-only with a statement timeout.
-Never imports `host`.
+Owns what makes a connection read-only before any query runs: SQLite files opened with `mode=ro` and the authorizer
+of `sqlite_policy`; PostgreSQL sessions that default to read-only with a statement timeout. Never imports `host`.
 """
 
 from __future__ import annotations

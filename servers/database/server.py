@@ -34,8 +34,9 @@ def instructions(limits: Limits, backend: str) -> str:
         f"EXPLAIN without ANALYZE{', TABLE, SHOW' if backend == 'postgresql' else ''}). Results hold at most "
         f"{limits.row_limit} rows and {limits.max_result_bytes} bytes (truncated=true and a note when there were more: "
         "add WHERE, ORDER BY and LIMIT, or select fewer columns); text over 65536 characters is cut; queries stop "
-        f"after {limits.statement_timeout:g} s. Writes, several statements and functions that reach outside are "
-        "refused with the reason."
+        f"after {limits.statement_timeout:g} s, and at most {limits.max_concurrent_queries} run at once (more are "
+        "refused: retry after a moment). Writes, several statements and functions that reach outside are refused with "
+        "the reason."
     )
 
 
