@@ -45,6 +45,8 @@ class Worker:
             await self.process.stdin.send(json.dumps({"sql": sql}).encode() + b"\n")
             line = await self.output.receive_until(b"\n", self.answer_limit)
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            with anyio.move_on_after(1):
+                await self.process.wait()  # for its exit status
             raise WorkerFailed(f"the query's worker process ended ({self._ending()})") from None
         except anyio.DelimiterNotFound:
             raise WorkerFailed("the query's worker sent an answer larger than the result limit") from None

@@ -14,6 +14,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from servers.database.limits import Limits
+from servers.database.sqlite import SqliteWorkers, WorkerFailed
 from tests.servers.conftest import stdio_params
 from tests.servers.test_database_attacks import ITEMS, make_sqlite_database, text_of
 
@@ -174,3 +176,49 @@ async def test_workers_die_with_the_server(tmp_path: Path) -> None:
                     await anyio.wait_readable(watch)
             finally:
                 os.close(watch)
+
+
+async def test_a_cancelled_call_kills_its_worker(tmp_path: Path) -> None:
+    database = make_sqlite_database(tmp_path)
+    async with Client(server(database, "--statement-timeout", "30")) as client:
+        await count_items(client)
+        [worker] = workers_of(database)
+        watch = os.pidfd_open(worker)
+        try:
+            with anyio.move_on_after(0.5):  # the host gives up: the SDK sends notifications/cancelled
+                await call(client, STUCK, 60)
+            with anyio.fail_after(10):
+                await anyio.wait_readable(watch)
+        finally:
+            os.close(watch)
+        await count_items(client)
+
+
+async def test_a_worker_that_dies_is_a_clear_error_and_is_replaced(tmp_path: Path) -> None:
+    database = make_sqlite_database(tmp_path)
+    async with Client(server(database, "--statement-timeout", "30")) as client:
+        await count_items(client)
+        [worker] = workers_of(database)
+        async with anyio.create_task_group() as group:
+
+            async def stuck() -> None:
+                result = await call(client, STUCK, 20)
+                assert result.is_error and "worker process ended (killed by signal 9" in text_of(result)
+
+            group.start_soon(stuck)
+            await anyio.wait_all_tasks_blocked()
+            os.kill(worker, 9)  # as the kernel's OOM killer would
+        await count_items(client)
+
+
+async def test_an_answer_past_the_limit_ends_the_worker() -> None:
+    workers = SqliteWorkers(":memory:", Limits())
+    try:
+        with anyio.fail_after(15):
+            worker = await workers._start()
+            worker.answer_limit = 1024
+            with pytest.raises(WorkerFailed, match="larger than the result limit"):  # 120 KB: more than one read
+                await worker.ask("SELECT printf('%.*c', 60000, 'x'), printf('%.*c', 60000, 'y')")
+    finally:
+        with anyio.fail_after(10):
+            await worker.kill()
