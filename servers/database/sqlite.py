@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,6 +24,7 @@ from servers.database.rows import QueryError
 
 log = logging.getLogger("servers.database")
 
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds `servers`
 GRACE_SECONDS = 0.5  # past the deadline, for the worker's own progress handler to answer before it is killed
 
 
@@ -102,11 +104,14 @@ class SqliteWorkers:
 
     async def _start(self) -> Worker:
         config = {"target": self.target, "limits": dataclasses.asdict(self.limits), "parent": os.getpid()}
+        # the worker imports `servers` from where this server did, whatever the working directory or install
+        search_path = os.pathsep.join(filter(None, (PACKAGE_ROOT, os.environ.get("PYTHONPATH"))))
         process = await anyio.open_process(
             [sys.executable, "-m", "servers.database.sqlite_worker", json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,  # the server's stderr: a worker's traceback belongs in the server's log
+            env={**os.environ, "PYTHONPATH": search_path},
         )
         # the answer: rows within the byte budget, column names (from the query text) and a note
         answer_limit = self.limits.max_result_bytes + 8 * self.limits.max_query_length + 64 * 1024

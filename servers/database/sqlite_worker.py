@@ -106,7 +106,10 @@ def _answer(answer: dict[str, Any]) -> None:
 
 
 def _die_with(parent: int) -> None:
-    """Be killed when the server exits, even in the middle of a query that no longer reads stdin."""
+    """Be killed when the server exits, even in the middle of a query that no longer reads stdin (Linux; elsewhere
+    the worker ends when its stdin does, after its query)."""
+    if not sys.platform.startswith("linux"):
+        return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the server died before prctl took effect
