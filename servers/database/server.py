@@ -22,6 +22,7 @@ from servers.database.execute import QueryError, run_query, warn_if_superuser
 from servers.database.guard import GuardError, check
 from servers.database.results import QueryResult, SchemaResult, TableList
 from servers.database.schema import describe, list_tables
+from servers.protocol import Server
 
 log = logging.getLogger("servers.database")
 
@@ -56,7 +57,7 @@ def build_server(url: URL, limits: Limits | None = None) -> MCPServer[AsyncEngin
         finally:
             await engine.dispose()
 
-    server: MCPServer[AsyncEngine] = MCPServer(
+    server: MCPServer[AsyncEngine] = Server(
         "database", instructions=instructions(limits, backend), lifespan=lifespan
     )
 

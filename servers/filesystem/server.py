@@ -14,6 +14,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from servers.protocol import Server
+
 from .paths import Limits, PathRefused, Workspace
 
 NAME = "filesystem"
@@ -53,7 +55,7 @@ def build_server(root: Path, limits: Limits | None = None) -> MCPServer:
     """An MCPServer whose tools work inside `root` (resolved once, so a root reached through a symlink works)."""
     workspace = Workspace(root, limits)
     limits = workspace.limits
-    server = MCPServer(NAME, instructions=INSTRUCTIONS)
+    server = Server(NAME, instructions=INSTRUCTIONS)
 
     @server.tool(annotations=READS)
     def read_file(file_path: FilePath) -> str:
