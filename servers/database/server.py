@@ -57,9 +57,7 @@ def build_server(url: URL, limits: Limits | None = None) -> MCPServer[AsyncEngin
         finally:
             await engine.dispose()
 
-    server: MCPServer[AsyncEngine] = Server(
-        "database", instructions=instructions(limits, backend), lifespan=lifespan
-    )
+    server: MCPServer[AsyncEngine] = Server("database", instructions=instructions(limits, backend), lifespan=lifespan)
 
     @server.tool(annotations=READ_ONLY)
     async def query_database(
