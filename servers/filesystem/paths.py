@@ -442,6 +442,8 @@ class Workspace:
             target = self._resolve(parts, path)
         except PathRefused:
             return "outside the workspace (never followed)"
+        if not target:  # a link to the workspace root: there is no parent to open it from
+            return ". (the workspace root, directory)"
         try:
             with self._directory(target[:-1], path) as dir_fd:
                 entry = os.stat(target[-1], dir_fd=dir_fd, follow_symlinks=False)
