@@ -21,6 +21,7 @@ from servers.database.guard import GuardError, check
 from servers.database.limits import Limits
 from servers.database.results import QueryResult, SchemaResult, TableList
 from servers.database.schema import describe, list_tables
+from servers.protocol import Server
 
 log = logging.getLogger("servers.database")
 
@@ -56,7 +57,7 @@ def build_server(url: URL, limits: Limits | None = None) -> MCPServer[Database]:
         finally:
             await database.aclose()
 
-    server: MCPServer[Database] = MCPServer("database", instructions=instructions(limits, backend), lifespan=lifespan)
+    server: MCPServer[Database] = Server("database", instructions=instructions(limits, backend), lifespan=lifespan)
 
     @server.tool(annotations=READ_ONLY)
     async def query_database(

@@ -1,7 +1,7 @@
 """Workspace confinement and the file operations behind every filesystem tool. Each path is checked as text, then
 opened one component at a time from the workspace's directory fd with O_NOFOLLOW, so nothing outside the workspace
-is ever read or changed, even if symlinks are swapped in between check and use. Plain `os`; never imports MCP or
-`host`.
+is ever read or changed, even if symlinks are swapped in between check and use. The quota (bytes,
+entries, depth) is kept by `quota`, recursive deletes by `removal`. Plain `os`; never imports MCP or `host`.
 """
 
 import contextlib
@@ -17,7 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from . import removal
+from .quota import MAX_LEVELS, Quota, QuotaExceeded, count, deeper_than
+
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 SNIFF_BYTES = 8192
 MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255
@@ -39,7 +43,7 @@ class PathRefused(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what one call may read, write, list or search."""
+    """Bounds on what one call may read, write, list, search or delete, and on what the whole workspace may hold."""
 
     max_read_bytes: int = MIB
     max_write_bytes: int = MIB
@@ -47,6 +51,14 @@ class Limits:
     max_search_results: int = 200
     max_search_entries: int = 20_000
     max_search_depth: int = 32
+    max_workspace_bytes: int = GIB
+    max_workspace_entries: int = 100_000
+    max_depth: int = 64
+    max_delete_entries: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_depth <= MAX_LEVELS:
+            raise ValueError(f"max_depth must be 1 to {MAX_LEVELS}, not {self.max_depth}")
 
 
 def shown(path: str) -> str:
@@ -218,6 +230,8 @@ class Workspace:
         self.root = os.path.realpath(root)  # a root reached through a symlink is resolved once, here
         self.limits = limits or Limits()
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        limits = self.limits
+        self.quota = Quota(self._root_fd, limits.max_workspace_bytes, limits.max_workspace_entries, limits.max_depth)
 
     def close(self) -> None:
         os.close(self._root_fd)
@@ -285,6 +299,24 @@ class Workspace:
                 return PathRefused(f"{shown(path)}: {part!r} changed while it was being opened; try again")
             return PathRefused(f"{shown(path)}: {part!r} is a {describe_mode(entry.st_mode)}, not a directory")
         return _refusal(error, path)
+
+    def _missing(self, parts: list[str]) -> int:
+        """How many directories along `parts` do not exist yet: what creating them costs. 0 when something else
+        is in the way (a file, a symlink): creating them for real then refuses with the reason."""
+        fd = os.open(".", DIR_FLAGS, dir_fd=self._root_fd)
+        try:
+            for index, part in enumerate(parts):
+                try:
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    return len(parts) - index
+                except OSError:
+                    return 0
+                os.close(fd)
+                fd = child
+            return 0
+        finally:
+            os.close(fd)
 
     def _target(self, path: str, what: str) -> tuple[list[str], str]:
         """The resolved parent directory and the literal last name of a path that must not be the root."""
@@ -442,6 +474,8 @@ class Workspace:
             target = self._resolve(parts, path)
         except PathRefused:
             return "outside the workspace (never followed)"
+        if not target:  # a link to the workspace root: there is no parent to open it from
+            return ". (the workspace root, directory)"
         try:
             with self._directory(target[:-1], path) as dir_fd:
                 entry = os.stat(target[-1], dir_fd=dir_fd, follow_symlinks=False)
@@ -466,15 +500,23 @@ class Workspace:
             limit = self.limits.max_write_bytes
             raise PathRefused(f"content is {len(data)} bytes, over the write limit of {limit} bytes")
         parent, name = self._target(path, "name a file inside it")
-        with _reasons(path), self._directory(parent, path, create=True) as dir_fd:
-            existing = _lstat(name, dir_fd)
-            if existing is not None and stat.S_ISLNK(existing.st_mode):
-                raise PathRefused(f"{shown(path)} is a symlink; write_file never writes through symlinks")
-            if existing is not None:
-                self._require_file(existing, path)
-            # the permissions are kept, but never setuid, setgid or sticky: new content must not inherit them
-            mode = stat.S_IMODE(existing.st_mode) & 0o777 if existing is not None else 0o644
-            self._replace(dir_fd, name, data, mode)
+        self.quota.require_depth(len(parent) + 1, shown(path))
+        with _reasons(path), self.quota.changing():
+            missing = self._missing(parent)
+            if missing:
+                self.quota.require(len(data), missing + 1)
+            with self._directory(parent, path, create=True) as dir_fd:
+                existing = _lstat(name, dir_fd)
+                if existing is not None and stat.S_ISLNK(existing.st_mode):
+                    raise PathRefused(f"{shown(path)} is a symlink; write_file never writes through symlinks")
+                if existing is not None:
+                    self._require_file(existing, path)
+                if not missing:
+                    old = existing.st_size if existing is not None else 0
+                    self.quota.require(len(data) - old, 0 if existing is not None else 1)
+                # the permissions are kept, but never setuid, setgid or sticky: new content must not inherit them
+                mode = stat.S_IMODE(existing.st_mode) & 0o777 if existing is not None else 0o644
+                self._replace(dir_fd, name, data, mode)
         return f"wrote {len(data)} bytes to {_join([*parent, name])}"
 
     @staticmethod
@@ -503,12 +545,17 @@ class Workspace:
         if not parts:
             return "the workspace root already exists"
         parent, name = self._resolve(parts[:-1], path), parts[-1]
-        with _reasons(path), self._directory(parent, path, create=True) as dir_fd:
-            existing = _lstat(name, dir_fd)
-            if existing is not None and not stat.S_ISDIR(existing.st_mode):
-                raise PathRefused(f"{shown(path)} already exists as a {describe_mode(existing.st_mode)}")
-            if existing is None:
-                os.mkdir(name, 0o755, dir_fd=dir_fd)
+        self.quota.require_depth(len(parent) + 1, shown(path))
+        with _reasons(path), self.quota.changing():
+            missing = self._missing([*parent, name])
+            if missing:
+                self.quota.require(0, missing)
+            with self._directory(parent, path, create=True) as dir_fd:
+                existing = _lstat(name, dir_fd)
+                if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                    raise PathRefused(f"{shown(path)} already exists as a {describe_mode(existing.st_mode)}")
+                if existing is None:
+                    os.mkdir(name, 0o755, dir_fd=dir_fd)
         created = "already existed" if existing is not None else "created"
         return f"directory {_join([*parent, name])} {created}"
 
@@ -519,8 +566,10 @@ class Workspace:
         """
         source_parent, source_name = self._target(source, "it cannot be moved")
         target_parent, target_name = self._target(destination, "nothing can be moved onto it")
+        self.quota.require_depth(len(target_parent) + 1, shown(destination))
         with (
             _reasons(source),
+            self.quota.lock,  # no change may deepen the tree between the depth check and the rename
             self._directory(source_parent, source) as source_fd,
             self._directory(target_parent, destination) as target_fd,
         ):
@@ -528,26 +577,90 @@ class Workspace:
                 raise PathRefused(f"{shown(source)}: no such file or directory")
             if _lstat(target_name, target_fd) is not None:
                 raise PathRefused(f"{shown(destination)} already exists; move_file does not overwrite")
+            self._require_room_below(source_fd, source_name, len(target_parent) + 1, source, destination)
             os.rename(source_name, target_name, src_dir_fd=source_fd, dst_dir_fd=target_fd)
         return f"moved {_join([*source_parent, source_name])} to {_join([*target_parent, target_name])}"
+
+    def _require_room_below(self, dir_fd: int, name: str, levels: int, source: str, destination: str) -> None:
+        """Refuse to move a directory to `levels` below the root when something in it would end up too deep."""
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return  # not a directory (a file, a symlink): nothing below it
+        try:
+            too_deep = deeper_than(fd, self.quota.max_depth - levels, self.limits.max_workspace_entries)
+        finally:
+            os.close(fd)
+        if too_deep:
+            raise QuotaExceeded(
+                f"moving {shown(source)} to {shown(destination)} would put entries more than "
+                f"{self.quota.max_depth} levels deep, the most the workspace allows"
+            )
 
     def delete_file(self, path: str) -> str:
         """Delete one file (a symlink is removed itself, never its target). Directories are refused."""
         parent, name = self._target(path, "refusing to delete it")
-        with _reasons(path), self._directory(parent, path) as dir_fd:
+        with _reasons(path), self.quota.changing(), self._directory(parent, path) as dir_fd:
             entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISDIR(entry.st_mode):
                 raise PathRefused(f"{shown(path)} is a directory; delete_file deletes files (see delete_directory)")
+            self.quota.release(entry.st_size if stat.S_ISREG(entry.st_mode) else 0, 1)
             os.unlink(name, dir_fd=dir_fd)
         return f"deleted {_join([*parent, name])}"
 
-    def delete_directory(self, path: str) -> str:
-        """Delete one empty directory. The workspace root, symlinks and non-empty directories are refused."""
-        parent, name = self._target(path, "refusing to delete it")
-        with _reasons(path), self._directory(parent, path) as dir_fd:
+    def delete_directory(self, path: str, recursive: bool = False) -> str:
+        """Delete one empty directory, or with `recursive` a directory and everything in it (the root: everything in
+        it), a bounded number of entries per call. The root itself, symlinks and, unless recursive, non-empty
+        directories are refused; a symlink inside is removed itself, never followed."""
+        if recursive and not split_path(path):
+            return self._empty_root(path)
+        parent, name = self._target(path, "refusing to delete it (recursive=true empties it)")
+        with _reasons(path), self.quota.changing(), self._directory(parent, path) as dir_fd:
             entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if not stat.S_ISDIR(entry.st_mode):
                 kind = describe_mode(entry.st_mode)
                 raise PathRefused(f"{shown(path)} is a {kind}, not a directory; use delete_file")
-            os.rmdir(name, dir_fd=dir_fd)
-        return f"deleted directory {_join([*parent, name])}"
+            removed = removal.Removed(finished=True)
+            if recursive:
+                with self._directory([*parent, name], path) as tree_fd:
+                    removed = self._empty(tree_fd, path)
+            if removed.finished:
+                self.quota.release(0, 1)
+                os.rmdir(name, dir_fd=dir_fd)
+        shown_path = _join([*parent, name])
+        if not removed.finished:
+            return self._unfinished(removed, shown_path, [*parent, name])
+        if not recursive:
+            return f"deleted directory {shown_path}"
+        return f"deleted directory {shown_path} and the {removed.entries} entries in it"
+
+    def _empty_root(self, path: str) -> str:
+        with _reasons(path), self.quota.changing():
+            removed = self._empty(self._root_fd, path)
+        if not removed.finished:
+            return self._unfinished(removed, ".", [])
+        return f"emptied the workspace root: deleted {removed.entries} entries"
+
+    def _empty(self, dir_fd: int, path: str) -> removal.Removed:
+        """Delete what is in a directory, at most `max_delete_entries` of it, and account for it in the quota."""
+        self.quota.begin()
+        try:
+            removed = removal.empty(dir_fd, self.limits.max_delete_entries)
+        except removal.RemovalFailed as failure:
+            reason = _refusal(failure.error, path)
+            raise PathRefused(f"{reason}; {failure.removed.entries} entries were deleted before it") from None
+        self.quota.release(removed.bytes, removed.entries)
+        return removed
+
+    def _unfinished(self, removed: removal.Removed, shown_path: str, real: list[str]) -> str:
+        """What a recursive delete that stopped at its limit says: what it did, and what is left."""
+        try:
+            with self._directory(real, shown_path) as dir_fd:
+                left = count(dir_fd, self.limits.max_delete_entries, MAX_LEVELS)
+            remaining = f"{left.entries} are left" if left.complete else f"more than {left.entries - 1} are left"
+        except (OSError, PathRefused):
+            remaining = "some are left"
+        return (
+            f"deleted {removed.entries} entries under {shown_path} and stopped (one call deletes at most "
+            f"{self.limits.max_delete_entries}); {remaining}: call delete_directory again with recursive=true"
+        )

@@ -14,7 +14,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from servers.protocol import Server
+
 from .paths import Limits, PathRefused, Workspace
+from .quota import QuotaExceeded
 
 NAME = "filesystem"
 logger = logging.getLogger("servers.filesystem")
@@ -25,7 +28,9 @@ Files in one workspace directory. Every path is relative to the workspace root a
 followed only while they stay inside the workspace. Start with list_directory or search_files to find files,
 read_file to read text (binary files are described, not shown), write_file to create or replace a text file
 (missing directories are created), and move_file, delete_file, delete_directory, create_directory and file_info for
-the rest. Reads and writes are capped in size; a refused call says why."""
+the rest; delete_directory with recursive=true deletes a directory and everything in it ('.' empties the
+workspace), a bounded number of entries per call. Reads and writes are capped in size, and the workspace has a quota
+of bytes, entries and depth; a refused call says why and how much room is left."""
 
 READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 ADDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -41,7 +46,7 @@ def refusals_as_tool_errors(tool: str) -> Iterator[None]:
     """A refusal becomes a tool error whose text the model sees; the server keeps serving."""
     try:
         yield
-    except PathRefused as refusal:
+    except (PathRefused, QuotaExceeded) as refusal:
         logger.debug("%s refused: %s", tool, refusal)
         raise ToolError(str(refusal)) from None
     except OSError as error:  # not expected: every operation maps its own errors, but never crash or leak a path
@@ -53,7 +58,7 @@ def build_server(root: Path, limits: Limits | None = None) -> MCPServer:
     """An MCPServer whose tools work inside `root` (resolved once, so a root reached through a symlink works)."""
     workspace = Workspace(root, limits)
     limits = workspace.limits
-    server = MCPServer(NAME, instructions=INSTRUCTIONS)
+    server = Server(NAME, instructions=INSTRUCTIONS)
 
     @server.tool(annotations=READS)
     def read_file(file_path: FilePath) -> str:
@@ -98,10 +103,16 @@ def build_server(root: Path, limits: Limits | None = None) -> MCPServer:
             return workspace.delete_file(file_path)
 
     @server.tool(annotations=REPLACES)
-    def delete_directory(directory: DirectoryPath) -> str:
-        """Delete one empty directory. Non-empty directories and the workspace root are refused."""
+    def delete_directory(
+        directory: DirectoryPath,
+        recursive: Annotated[
+            bool, Field(description="Also delete everything in it; '.' then empties the workspace but keeps the root")
+        ] = False,
+    ) -> str:
+        """Delete an empty directory, or with recursive=true a directory and everything in it (symlinks inside are
+        removed, never followed). One call deletes a bounded number of entries and says how many are left."""
         with refusals_as_tool_errors("delete_directory"):
-            return workspace.delete_directory(directory)
+            return workspace.delete_directory(directory, recursive)
 
     @server.tool(annotations=ADDS)
     def create_directory(directory: DirectoryPath) -> str:

@@ -4,6 +4,8 @@ from mcp.server import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel
 
+from servers.protocol import Server
+
 NAME = "template"
 
 
@@ -16,7 +18,7 @@ class TextStats(BaseModel):
 
 
 def build_server() -> MCPServer:
-    server = MCPServer(NAME, instructions="Counts words in text. Use count_words when asked how long a text is.")
+    server = Server(NAME, instructions="Counts words in text. Use count_words when asked how long a text is.")
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False))
     def count_words(text: str) -> TextStats:

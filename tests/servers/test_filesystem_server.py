@@ -154,3 +154,19 @@ def test_a_root_that_is_a_file_is_an_error(tmp_path: Path, capsys: pytest.Captur
     with pytest.raises(SystemExit):
         parse_options(["--root", str(tmp_path / "file")])
     assert "not a directory" in capsys.readouterr().err
+
+
+async def test_file_info_on_a_symlink_to_the_workspace_root(tmp_path: Path) -> None:
+    """Once an IndexError: the root has no parent directory to describe it from."""
+    root = tmp_path / "workspace"
+    (root / "sub").mkdir(parents=True)
+    os.symlink(".", root / "here")
+    os.symlink("..", root / "sub" / "up")
+    os.symlink(root, root / "absolute")
+    with anyio.fail_after(30):
+        async with Client(stdio_params("servers.filesystem", "--root", str(root))) as client:
+            for link in ("here", "sub/up", "absolute"):
+                info = await call(client, "file_info", file_path=link)
+                assert "type: symlink" in info and "target: . (the workspace root, directory)" in info, info
+            listing = await call(client, "list_directory", directory="sub/up")
+            assert listing == "sub/\nabsolute [symlink]\nhere [symlink]"
