@@ -80,7 +80,9 @@ def create_engine(url: URL, limits: Limits) -> AsyncEngine:
         "application_name": "mcpbot-database",
     }
     connect_args = {"server_settings": settings, "command_timeout": limits.statement_timeout + 5}
-    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    # one connection per call the server lets run at once (its gate refuses more): never a queue for the pool
+    pool = {"pool_size": limits.max_concurrent_queries, "max_overflow": 0, "pool_timeout": 5}
+    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
 
 
 async def sqlite_policy(connection: AsyncConnection) -> SqlitePolicy:

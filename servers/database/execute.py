@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from servers.database.connection import create_engine, dialect_of, sqlite_target
 from servers.database.guard import Dialect, Statement
 from servers.database.limits import Limits
+from servers.database.pg_backends import StoppedBackends
 from servers.database.postgres import run_postgresql
 from servers.database.results import QueryResult
 from servers.database.rows import TOO_DEEP, QueryError
@@ -30,7 +31,7 @@ __all__ = ["Database", "QueryError"]
 
 log = logging.getLogger("servers.database")
 
-CLIENT_GRACE_SECONDS = 5.0  # past the server-side timeout, give up on the connection itself
+CLIENT_GRACE_SECONDS = 1.0  # past the server-side timeout, stop the backend and answer
 
 
 class Database:
@@ -41,6 +42,8 @@ class Database:
         self.engine: AsyncEngine = create_engine(url, limits)
         self.dialect: Dialect = dialect_of(self.engine)
         self.workers = SqliteWorkers(sqlite_target(url), limits) if self.dialect == "sqlite" else None
+        self.stopped = StoppedBackends(url)
+        self.pg_settings: dict[str, str] | None = None
         self.running = 0
 
     @contextmanager
@@ -72,22 +75,55 @@ class Database:
     async def _postgresql(self, statement: Statement) -> QueryResult:
         limits = self.limits
         async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
             try:
-                with anyio.fail_after(limits.statement_timeout + CLIENT_GRACE_SECONDS):
-                    columns, rows = await run_postgresql(connection, statement, limits)
-            except TimeoutError:
+                with anyio.fail_after(CLIENT_GRACE_SECONDS):
+                    busy = self.running + await self.stopped.alive(driver)
+                    settings = await self._settings(driver)
+            except (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
                 await connection.invalidate()
-                raise QueryError(f"the query did not finish within {limits.statement_timeout:g} s") from None
-            except QueryError:
-                raise
-            except RecursionError:  # asyncpg decodes json and jsonb with json.loads, which recurses
+                raise QueryError(f"the query failed: {error or 'the database did not answer'}") from None
+            if busy > limits.max_concurrent_queries:
+                raise QueryError(f"{busy - self.running} earlier queries still run in the database past their deadline "
+                                 "(PostgreSQL cannot stop a query inside one long function call until the call "
+                                 "returns); try again in a moment")  # fmt: skip
+            pid = driver.get_server_pid()
+            with anyio.move_on_after(limits.statement_timeout + CLIENT_GRACE_SECONDS) as deadline:
+                try:
+                    columns, rows = await run_postgresql(connection, statement, limits, settings)
+                except QueryError:
+                    raise
+                except RecursionError:  # asyncpg decodes json and jsonb with json.loads, which recurses
+                    await connection.invalidate()
+                    raise QueryError(TOO_DEEP) from None
+                except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
+                    await connection.invalidate()  # unusable, or its session could not be reset: start a fresh one
+                    raise QueryError(f"the query failed: {error}") from None
+            if deadline.cancelled_caught:
+                driver.terminate()  # the socket, at once: the backend may not read it for a long time
                 await connection.invalidate()
-                raise QueryError(TOO_DEEP) from None
-            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
-                await connection.invalidate()  # unusable, or its session could not be reset: start a fresh one
-                raise QueryError(f"the query failed: {error}") from None
+                await self.stopped.stop(pid)
+                raise QueryError(f"the query ran past its {limits.statement_timeout:g} s deadline and was stopped")
         return QueryResult(columns=columns, rows=rows.rows, row_count=len(rows.rows), truncated=rows.full,
                            note=rows.note)  # fmt: skip
+
+    async def _settings(self, driver: Any) -> dict[str, str]:
+        """work_mem and, where the role may set it, temp_file_limit: set for each query (checked once)."""
+        if self.pg_settings is None:
+            settings = {"work_mem": self.limits.work_mem}
+            try:
+                allowed = await driver.fetchval("SELECT has_parameter_privilege('temp_file_limit', 'SET')")
+            except asyncpg.UndefinedFunctionError:  # before PostgreSQL 15: only a superuser may
+                allowed = await driver.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            if allowed:
+                settings["temp_file_limit"] = self.limits.temp_file_limit
+            else:
+                log.warning("this role may not set temp_file_limit, so a query's temporary files are bounded only by "
+                            "the role's own setting: ALTER ROLE ... SET temp_file_limit = '%s' (README)",
+                            self.limits.temp_file_limit)  # fmt: skip
+            self.pg_settings = settings
+        return self.pg_settings
 
     async def aclose(self) -> None:
         if self.workers is not None:

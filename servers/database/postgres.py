@@ -4,7 +4,6 @@ a cursor in batches, always rolled back and followed by a session reset. Never i
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -12,15 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from servers.database.guard import Statement
 from servers.database.limits import Limits
-from servers.database.render import TooDeep, render
-from servers.database.rows import QueryError, Rows
+from servers.database.pg_cut import WRAPPABLE_KINDS, Column, assemble, plan, render_whole, wrap
+from servers.database.render import TooDeep
+from servers.database.rows import TOO_DEEP, QueryError, Rows
 
-JSON_TYPES = frozenset({"json", "jsonb"})
 # After every PostgreSQL query, whatever the guard may have missed: session advisory locks, cursors, LISTEN, settings.
 SESSION_RESET = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
 
 
-async def run_postgresql(connection: AsyncConnection, statement: Statement, limits: Limits) -> tuple[list[str], Rows]:
+async def run_postgresql(
+    connection: AsyncConnection, statement: Statement, limits: Limits, settings: dict[str, str]
+) -> tuple[list[str], Rows]:
+    """Run the statement and fetch its rows; `settings` are set for this transaction only (work_mem, ...)."""
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection  # an asyncpg.Connection
     milliseconds = max(1, int(limits.statement_timeout * 1000))
@@ -28,16 +30,19 @@ async def run_postgresql(connection: AsyncConnection, statement: Statement, limi
     await transaction.start()
     try:
         await driver.execute(f"SET LOCAL statement_timeout = {milliseconds}")
+        for name, value in settings.items():
+            await driver.execute("SELECT set_config($1, $2, true)", name, value)
         prepared = await driver.prepare(statement.text)  # the extended protocol refuses a second statement too
-        attributes = prepared.get_attributes()
-        json_columns = [attribute.type.name in JSON_TYPES for attribute in attributes]
+        columns = plan(prepared.get_attributes())
+        if statement.kind in WRAPPABLE_KINDS and columns:
+            prepared = await driver.prepare(wrap(statement.text, columns, limits.max_result_bytes))
         cursor = await prepared.cursor()
         rows = Rows(limits)
         while not rows.full:
             wanted = rows.batch()
             records = await cursor.fetch(wanted)
             for record in records:
-                rows.add(record, lambda value, index: _pg_value(value, json_columns[index]))
+                rows.add(_shown(record, columns, statement.kind, limits), lambda value, _: value)
             if len(records) < wanted:
                 break
     except asyncpg.PostgresError as error:
@@ -45,15 +50,13 @@ async def run_postgresql(connection: AsyncConnection, statement: Statement, limi
     finally:
         await transaction.rollback()  # always: nothing a query did survives it
         await driver.execute(SESSION_RESET)  # nor anything session-level, such as an advisory lock
-    return [attribute.name for attribute in attributes], rows
+    return [column.name for column in columns], rows
 
 
-def _pg_value(value: Any, is_json: bool) -> Any:
-    if is_json and isinstance(value, str):
-        try:
-            return render(json.loads(value))
-        except RecursionError:
-            raise TooDeep("a JSON value is nested too deeply") from None
-        except ValueError:
-            return render(value)
-    return render(value)
+def _shown(record: Any, columns: list[Column], kind: str, limits: Limits) -> list[Any]:
+    try:
+        if kind in WRAPPABLE_KINDS:
+            return assemble(record, columns, limits.max_result_bytes)
+        return [render_whole(value, column.is_json) for value, column in zip(record, columns, strict=True)]
+    except TooDeep:
+        raise QueryError(TOO_DEEP) from None

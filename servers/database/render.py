@@ -62,11 +62,13 @@ def render(value: Any, depth: int = 0) -> Any:
     return clip(str(value))
 
 
-def clip(text: str) -> str:
-    """Text as it is shown: over MAX_TEXT_CHARS characters, the first MAX_TEXT_CHARS and how many more there were."""
-    if len(text) <= MAX_TEXT_CHARS:
+def clip(text: str, length: int | None = None) -> str:
+    """Text as it is shown: over MAX_TEXT_CHARS characters, the first MAX_TEXT_CHARS and how many more there were.
+    `length` is the full text's length when `text` is already a cut of it (as the database sends it)."""
+    length = len(text) if length is None else length
+    if length <= MAX_TEXT_CHARS:
         return text
-    return f"{text[:MAX_TEXT_CHARS]}[... {len(text) - MAX_TEXT_CHARS} more characters]"
+    return f"{text[:MAX_TEXT_CHARS]}[... {length - MAX_TEXT_CHARS} more characters]"
 
 
 def iso_duration(value: dt.timedelta) -> str:
