@@ -1,0 +1,139 @@
+"""What one caller can make the database server spend on PostgreSQL, over MCP stdio against the real server process and
+a throw-away database: a query stuck inside one function call is answered at its deadline, its backend cancelled and
+terminated and counted until it is gone (new queries refused meanwhile); huge values are cut in the database before
+they are fetched; work_mem and temp_file_limit are set for each query.
+"""
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from mcp import Client
+from sqlalchemy.engine import make_url
+
+from servers.database.pg_backends import StoppedBackends
+from servers.database.render import MAX_TEXT_CHARS
+from tests.postgres import throwaway_database
+from tests.servers.conftest import stdio_params
+from tests.servers.test_database_attacks import POSTGRESQL_SETUP, text_of
+from tests.servers.test_database_sqlite_resources import peak_memory, processes_with
+
+pytestmark = pytest.mark.anyio
+
+PRIVILEGED: tuple[str, ...] = ()  # what a test that connects as this machine's superuser passes (none yet)
+
+# One strpos() call of several seconds: PostgreSQL checks for cancel and terminate only when it returns. It reads
+# `items`, so its backend holds a lock on the table while it runs.
+STUCK = "SELECT strpos(repeat('a', 1000000) || name, 'b' || repeat('a', 10000)) FROM items LIMIT 1"
+
+
+@pytest.fixture
+async def database(postgres_url: str) -> AsyncIterator[str]:
+    async with throwaway_database(postgres_url, "mcpbot_dbres", POSTGRESQL_SETUP) as url:
+        yield url
+
+
+def server(url: str, *options: str) -> Any:
+    return stdio_params("servers.database", "--url", url, *options)
+
+
+def as_superuser(url: str, *options: str) -> Any:
+    """The server as this machine's superuser, which a test of the layers below the role needs."""
+    return server(url, *PRIVILEGED, *options)
+
+
+async def call(client: Client, query: str, seconds: float = 15) -> Any:
+    with anyio.fail_after(seconds):
+        return await client.call_tool("query_database", {"query": query})
+
+
+async def observer(url: str) -> Any:
+    return await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False), timeout=10)
+
+
+async def our_active_backends(connection: Any) -> int:
+    count: int = await connection.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'mcpbot-database' AND state = 'active'"
+    )
+    return count
+
+
+async def test_a_stuck_query_is_stopped_at_its_deadline_and_counted_until_it_is_gone(database: str) -> None:
+    watcher = await observer(database)
+    try:
+        async with Client(
+            as_superuser(database, "--statement-timeout", "1", "--max-concurrent-queries", "2")
+        ) as client:
+            for _ in range(2):
+                started = time.monotonic()
+                stuck = await call(client, STUCK)
+                elapsed = time.monotonic() - started
+                assert stuck.is_error and "ran past its 1 s deadline and was stopped" in text_of(stuck)
+                assert elapsed < 4, f"answered after {elapsed:.1f} s against a 1 s deadline"
+            refused = await call(client, "SELECT 1")
+            assert refused.is_error and "earlier queries still run in the database past their deadline" in text_of(
+                refused
+            )
+            assert await our_active_backends(watcher) <= 2  # never more than the cap
+            with anyio.fail_after(60):  # the stopped backends end when strpos returns, and release their locks
+                await watcher.execute("SET lock_timeout = '50s'; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+                await watcher.execute("COMMIT")
+            counted = await call(client, "SELECT count(*) FROM items")
+            assert not counted.is_error and counted.structured_content["rows"] == [[20]]
+    finally:
+        with anyio.fail_after(10):
+            await watcher.close()
+
+
+async def test_huge_values_are_cut_in_the_database(database: str) -> None:
+    async with Client(as_superuser(database, "--statement-timeout", "20")) as client:
+        text = await call(client, "SELECT repeat('x', 200000000) AS big, 1 AS n", seconds=30)
+        assert text.structured_content["columns"] == ["big", "n"]
+        [[big, n]] = text.structured_content["rows"]
+        assert big == "x" * MAX_TEXT_CHARS + f"[... {200_000_000 - MAX_TEXT_CHARS} more characters]" and n == 1
+        raw = await call(client, "SELECT convert_to(repeat('y', 50000000), 'UTF8') AS b, '\\x00ff'::bytea AS s")
+        assert raw.structured_content["rows"] == [["<50000000 bytes>", "base64:AP8="]]
+        json = await call(client, "SELECT to_jsonb(repeat('z', 10000000)) AS j, '{\"a\": [1]}'::jsonb AS small")
+        [[huge, small]] = json.structured_content["rows"]
+        assert huge.startswith("<a jsonb value of 1000") and "too large to send" in huge and small == {"a": [1]}
+        array = await call(client, "SELECT array_fill('x'::text, ARRAY[3]), NULL::text, NULL::bytea, NULL::jsonb")
+        assert array.structured_content["rows"] == [[["x", "x", "x"], None, None, None]]
+        [server_pid] = [pid for pid in processes_with(make_url(database).database or "?") if pid_is_ours(pid)]
+        assert peak_memory(server_pid) < 200 * 2**20, peak_memory(server_pid)  # 2.95 GB for repeat('x', 1e9) before
+
+
+def pid_is_ours(pid: int) -> bool:
+    return "servers.database" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+
+
+async def test_work_mem_and_temp_file_limit_are_set_for_each_query(database: str) -> None:
+    async with Client(as_superuser(database)) as client:
+        settings = await call(client, "SELECT current_setting('work_mem'), current_setting('temp_file_limit')")
+        assert settings.structured_content["rows"] == [["32MB", "256MB"]]  # tests run as a superuser
+
+
+async def test_a_role_that_may_not_set_temp_file_limit_still_gets_work_mem(database: str) -> None:
+    role = f"mcpbot_reader_{make_url(database).database}"[-60:]
+    admin = await observer(database)
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+        url = make_url(database).set(username=role).render_as_string(False)
+        async with Client(server(url)) as client:
+            settings = await call(client, "SELECT current_setting('work_mem'), current_setting('temp_file_limit')")
+            assert settings.structured_content["rows"] == [["32MB", "-1"]]  # the README says to set it on the role
+    finally:
+        with anyio.fail_after(10):
+            await admin.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+            await admin.close()
+
+
+async def test_a_failed_stop_is_logged_and_the_backend_still_counted(caplog: pytest.LogCaptureFixture) -> None:
+    stopped = StoppedBackends(make_url("postgresql+asyncpg://nobody@127.0.0.1:9/none"))  # nothing listens on port 9
+    with anyio.fail_after(10):
+        await stopped.stop(12345)
+    assert stopped.pids == {12345} and "could not stop backend 12345" in caplog.text
