@@ -1,7 +1,8 @@
 """The SQL guard: decides, before anything reaches the database, whether a query is one statement that only reads.
 
-Pure Python on the query text: a tokenizer that knows the dialect's quotes, dollar-quotes and comments, then checks on
-the tokens. It is the first of several layers (the database's read-only transaction or authorizer is the next).
+On SQLite, pure Python on the query text: a tokenizer that knows the dialect's quotes and comments, then checks on the
+tokens. On PostgreSQL, `check` hands the query to `pg_guard`, which decides on PostgreSQL's own parse tree. It is the
+first of several layers (the database's read-only transaction or authorizer is the next).
 Imports neither the MCP SDK nor `host`.
 """
 
@@ -47,6 +48,10 @@ DENIED_FUNCTIONS = frozenset(
         "pg_log_backend_memory_contexts",
         "pg_import_system_collations",
         "pg_notify",
+        # PostgreSQL: the server's configuration files (the views over them are refused by pg_guard)
+        "pg_show_all_file_settings",
+        "pg_hba_file_rules",
+        "pg_ident_file_mappings",
         # PostgreSQL: functions that run a query given as text
         "ts_stat",
         "ts_rewrite",
@@ -227,6 +232,10 @@ def check(sql: str, dialect: Dialect, max_length: int) -> Statement:
         raise GuardError(f"the query is {len(sql)} characters long; the limit is {max_length}")
     if "\x00" in sql:
         raise GuardError("the query contains a NUL character")
+    if dialect == "postgresql":
+        from servers.database.pg_guard import check_postgresql  # here: pg_guard imports this module
+
+        return check_postgresql(sql)
     tokens = tokenize(sql, dialect)
     if not tokens or all(t == Token("punct", ";") for t in tokens):
         raise GuardError("the query has no statement, only comments or semicolons")
