@@ -53,3 +53,34 @@ async def throwaway_database(base_url: str, prefix: str, setup: str = "") -> Asy
         yield url
     finally:
         await drop_databases(base_url, [url])
+
+
+READER_GRANTS = """
+GRANT CONNECT ON DATABASE "{database}" TO {role};
+GRANT USAGE ON SCHEMA public TO {role};
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
+"""
+
+
+@asynccontextmanager
+async def read_only_role(database_url: str, setup: str = "") -> AsyncIterator[str]:
+    """A throw-away LOGIN role `mcpbot_reader_<random>` that may only read the database at `database_url`, for the
+    length of a `with` block: its postgresql+asyncpg URL. `setup` runs as the admin with `{role}` filled in (to grant
+    more, e.g. `GRANT SET ON PARAMETER temp_file_limit TO {role}`). Dropped afterwards, its sessions closed."""
+    role = f"mcpbot_reader_{secrets.token_hex(6)}"
+    database = make_url(database_url).database
+    admin = await asyncpg.connect(_admin_dsn(database_url), timeout=10)
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN")
+        await admin.execute(READER_GRANTS.format(database=database, role=role) + setup.format(role=role))
+    finally:
+        await admin.close()
+    try:
+        yield make_url(database_url).set(username=role).render_as_string(False)
+    finally:
+        admin = await asyncpg.connect(_admin_dsn(database_url), timeout=10)
+        try:
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role)
+            await admin.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        finally:
+            await admin.close()

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import sys
+
+import anyio
 
 from servers import launch
 from servers.database.connection import database_url
 from servers.database.limits import MIB, Limits
+from servers.database.role import refusal
 from servers.database.server import build_server
 
 URL_EXAMPLE = "sqlite+aiosqlite:///./data/demo.db"
@@ -27,6 +32,13 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be more than 0")
     return value
+
+
+def memory_size(text: str) -> str:
+    """A PostgreSQL memory setting such as 64MB or 1GB (kB, MB, GB, TB; no unit: kB)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,9}(kB|MB|GB|TB)?", text):
+        raise argparse.ArgumentTypeError("must be a size such as 4096kB, 64MB or 1GB")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,6 +82,23 @@ def parser() -> argparse.ArgumentParser:
         default=512 * MIB,
         help="SQLite: memory (address space) of the worker process a query runs in (default: 512 MiB)",
     )
+    result.add_argument(
+        "--work-mem",
+        type=memory_size,
+        default="4MB",
+        help="PostgreSQL: work_mem for each query (default: 4MB)",
+    )
+    result.add_argument(
+        "--temp-file-limit",
+        type=memory_size,
+        default="256MB",
+        help="PostgreSQL: temp_file_limit for each query, where the role may set it (default: 256MB)",
+    )
+    result.add_argument(
+        "--allow-privileged-role",
+        action="store_true",
+        help="PostgreSQL: start even as a superuser or a role that owns, may write or may create (default: refuse)",
+    )
     launch.add_transport_arguments(result)
     return result
 
@@ -91,7 +120,16 @@ def main() -> None:
         max_concurrent_queries=options.max_concurrent_queries,
         max_value_bytes=options.max_value_bytes,
         max_query_memory=options.max_query_memory,
+        work_mem=options.work_mem,
+        temp_file_limit=options.temp_file_limit,
     )
+    if url.get_backend_name() == "postgresql":
+        refused = anyio.run(refusal, url)
+        if refused and not options.allow_privileged_role:
+            sys.stderr.write(refused + "\n")
+            raise SystemExit(2)
+        if refused:
+            sys.stderr.write("warning (--allow-privileged-role): " + refused.removeprefix("refusing to start: ") + "\n")
     launch.run(build_server(url, limits), options)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servers.database.connection import create_engine, dialect_of, sqlite_target
@@ -129,22 +128,3 @@ class Database:
         if self.workers is not None:
             await self.workers.aclose()
         await self.engine.dispose()
-
-
-async def warn_if_superuser(engine: AsyncEngine) -> None:
-    """Log a warning when a PostgreSQL server is reached as a superuser, who can do more than any guard can stop."""
-    if dialect_of(engine) != "postgresql":
-        return
-    try:
-        with anyio.fail_after(CLIENT_GRACE_SECONDS):
-            async with engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                driver: Any = raw.driver_connection
-                superuser = await driver.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-                await connection.rollback()
-    except (TimeoutError, OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        log.warning("could not check the database role: %s", error)  # the server starts anyway, as before
-        return
-    if superuser:
-        log.warning("connected to PostgreSQL as a superuser: use a read-only role instead (README, 'A read-only role "
-                    "is your first line of defence')")  # fmt: skip

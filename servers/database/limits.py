@@ -19,5 +19,5 @@ class Limits:
     max_concurrent_queries: int = 4  # queries running at once; more are refused at once, never queued
     max_value_bytes: int = 16 * MIB  # longest string or blob a SQLite query may make or read (SQLITE_LIMIT_LENGTH)
     max_query_memory: int = 512 * MIB  # address space of the process one SQLite query runs in
-    work_mem: str = "32MB"  # PostgreSQL: memory of each sort or hash before it spills to temporary files
+    work_mem: str = "4MB"  # PostgreSQL: memory of each sort or hash before it spills to temporary files
     temp_file_limit: str = "256MB"  # PostgreSQL: temporary file space of one query (where the role may set it)

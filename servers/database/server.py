@@ -16,7 +16,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 from sqlalchemy.engine import URL
 
-from servers.database.execute import Database, QueryError, warn_if_superuser
+from servers.database.execute import Database, QueryError
 from servers.database.guard import GuardError, check
 from servers.database.limits import Limits
 from servers.database.results import QueryResult, SchemaResult, TableList
@@ -52,7 +52,6 @@ def build_server(url: URL, limits: Limits | None = None) -> MCPServer[Database]:
         log.info("serving %s read-only (row limit %d, timeout %g s, %d queries at once)", backend, limits.row_limit,
                  limits.statement_timeout, limits.max_concurrent_queries)  # fmt: skip
         try:
-            await warn_if_superuser(database.engine)
             yield database
         finally:
             await database.aclose()

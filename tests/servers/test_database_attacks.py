@@ -267,7 +267,8 @@ async def test_postgresql_attacks(postgres_url: str, subtests: Any) -> None:
     statements = [statement.replace("{dir}", prefix) for statement in COMMON + POSTGRESQL_ONLY]
     assert len(statements) >= 30
     async with throwaway_database(postgres_url, "mcpbot_dbtest", POSTGRESQL_SETUP) as url:
-        params = stdio_params("servers.database", "--url", url, "--statement-timeout", "1")
+        # as the superuser on purpose (each layer must hold even then), which the server refuses without the flag
+        params = stdio_params("servers.database", "--url", url, "--statement-timeout", "1", "--allow-privileged-role")
         observer = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
         try:
             with anyio.fail_after(60):

@@ -1,11 +1,9 @@
 """What one query may leave behind or send back: no session state survives a PostgreSQL call (even with the guard
-bypassed), results stop at the byte budget, long values are cut, values nested too deeply are a clear error, and a
-superuser connection is warned about. Runs `run_query` in-process against SQLite in memory and this machine's
-PostgreSQL (database `test`).
+bypassed), results stop at the byte budget, long values are cut, and values nested too deeply are a clear error. Runs
+queries in-process (`Database.query`) against SQLite in memory and this machine's PostgreSQL (database `test`).
 """
 
 import json
-import logging
 import random
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from servers.database.__main__ import parser
 from servers.database.connection import database_url
-from servers.database.execute import Database, QueryError, warn_if_superuser
+from servers.database.execute import Database, QueryError
 from servers.database.guard import Statement
 from servers.database.limits import Limits
 from servers.database.render import MAX_TEXT_CHARS, TooDeep, render
@@ -124,9 +122,3 @@ def test_long_text_is_cut_and_the_budget_is_an_option() -> None:
     assert parser().parse_args(["--max-result-bytes", "1000"]).max_result_bytes == 1000
     assert parser().parse_args([]).max_result_bytes == 4 * 1024 * 1024
     json.dumps(render(float("nan")))
-
-
-async def test_a_superuser_connection_is_warned_about(postgresql: Database, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="servers.database"), anyio.fail_after(10):
-        await warn_if_superuser(postgresql.engine)
-    assert "superuser" in caplog.text and "read-only role" in caplog.text  # tests connect as root, a superuser

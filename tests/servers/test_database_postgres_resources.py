@@ -4,6 +4,8 @@ terminated and counted until it is gone (new queries refused meanwhile); huge va
 they are fetched; work_mem and temp_file_limit are set for each query.
 """
 
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,14 +19,15 @@ from sqlalchemy.engine import make_url
 
 from servers.database.pg_backends import StoppedBackends
 from servers.database.render import MAX_TEXT_CHARS
-from tests.postgres import throwaway_database
+from tests.conftest import ROOT
+from tests.postgres import read_only_role, throwaway_database
 from tests.servers.conftest import stdio_params
 from tests.servers.test_database_attacks import POSTGRESQL_SETUP, text_of
 from tests.servers.test_database_sqlite_resources import peak_memory, processes_with
 
 pytestmark = pytest.mark.anyio
 
-PRIVILEGED: tuple[str, ...] = ()  # what a test that connects as this machine's superuser passes (none yet)
+PRIVILEGED = ("--allow-privileged-role",)  # tests connect as this machine's superuser, which the server refuses
 
 # One strpos() call of several seconds: PostgreSQL checks for cancel and terminate only when it returns. It reads
 # `items`, so its backend holds a lock on the table while it runs.
@@ -112,24 +115,37 @@ def pid_is_ours(pid: int) -> bool:
 
 
 async def test_work_mem_and_temp_file_limit_are_set_for_each_query(database: str) -> None:
-    async with Client(as_superuser(database)) as client:
+    async with Client(as_superuser(database, "--work-mem", "8MB")) as client:
         settings = await call(client, "SELECT current_setting('work_mem'), current_setting('temp_file_limit')")
-        assert settings.structured_content["rows"] == [["32MB", "256MB"]]  # tests run as a superuser
+        assert settings.structured_content["rows"] == [["8MB", "256MB"]]  # a superuser may set both
 
 
 async def test_a_role_that_may_not_set_temp_file_limit_still_gets_work_mem(database: str) -> None:
-    role = f"mcpbot_reader_{make_url(database).database}"[-60:]
-    admin = await observer(database)
-    try:
-        await admin.execute(f'CREATE ROLE "{role}" LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
-        url = make_url(database).set(username=role).render_as_string(False)
-        async with Client(server(url)) as client:
-            settings = await call(client, "SELECT current_setting('work_mem'), current_setting('temp_file_limit')")
-            assert settings.structured_content["rows"] == [["32MB", "-1"]]  # the README says to set it on the role
-    finally:
-        with anyio.fail_after(10):
-            await admin.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
-            await admin.close()
+    async with read_only_role(database) as reader, Client(server(reader, "--work-mem", "8MB")) as client:
+        settings = await call(client, "SELECT current_setting('work_mem'), current_setting('temp_file_limit')")
+        assert settings.structured_content["rows"] == [["8MB", "-1"]]  # the README says to set it on the role
+
+
+async def test_privileged_roles_are_refused_unless_allowed(database: str) -> None:
+    def start(url: str, *options: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "servers.database", "--url", url, *options]
+        return subprocess.run(command, input="", capture_output=True, text=True, timeout=30, cwd=ROOT)
+
+    superuser = start(database)
+    assert superuser.returncode == 2
+    assert (
+        superuser.stderr.strip().splitlines()[-1].startswith("refusing to start: the database role root is a superuser")
+    )
+    grant = "GRANT INSERT ON items TO {role}"
+    async with read_only_role(database, grant) as writer, read_only_role(database) as reader:
+        refused = start(writer)
+        assert (
+            refused.returncode == 2 and "may write (INSERT, UPDATE, DELETE or TRUNCATE) public.items" in refused.stderr
+        )
+        assert "--allow-privileged-role" in refused.stderr
+        assert start(reader).returncode == 0  # stdin ends at once: a clean stop
+    allowed = start(database, "--allow-privileged-role")
+    assert allowed.returncode == 0 and "warning (--allow-privileged-role): the database role root" in allowed.stderr
 
 
 async def test_a_failed_stop_is_logged_and_the_backend_still_counted(caplog: pytest.LogCaptureFixture) -> None:

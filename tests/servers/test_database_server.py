@@ -24,7 +24,7 @@ from servers.database.guard import Statement
 from servers.database.limits import Limits
 from servers.database.render import render
 from tests.conftest import ROOT
-from tests.postgres import throwaway_database
+from tests.postgres import read_only_role, throwaway_database
 from tests.servers.conftest import inspector, stdio_params
 from tests.servers.test_database_attacks import (
     ITEMS,
@@ -140,8 +140,11 @@ async def test_sqlite_over_stdio(tmp_path: Path) -> None:
 
 
 async def test_postgresql_over_stdio(postgres_url: str) -> None:
-    async with throwaway_database(postgres_url, "mcpbot_dbtest", POSTGRESQL_SETUP + POSTGRESQL_EXTRA) as url:
-        params = stdio_params("servers.database", "--url", url, "--row-limit", str(ROW_LIMIT))
+    async with (
+        throwaway_database(postgres_url, "mcpbot_dbtest", POSTGRESQL_SETUP + POSTGRESQL_EXTRA) as url,
+        read_only_role(url) as reader,
+    ):
+        params = stdio_params("servers.database", "--url", reader, "--row-limit", str(ROW_LIMIT))
         with anyio.fail_after(60):
             async with Client(params) as client:
                 await exercise(client, "postgresql")
