@@ -1,6 +1,7 @@
-"""What hostile queries cost the database server on SQLite: wall time of each call, and the peak resident memory
-(VmHWM) of the server and of its query workers, run from a folder outside the repository against a fresh database,
-over MCP stdio as a host runs it (`mcpbot-database --url ...`, default options). See bench/README.md.
+"""What hostile queries cost the database server: wall time of each call, and the peak resident memory (VmHWM) of the
+server and, on SQLite, of its query worker, run from a folder outside the repository against a fresh database, over
+MCP stdio as a host runs it (`mcpbot-database --url ...`, default options). On PostgreSQL the server connects as a
+throw-away read-only role, and the live backends of the server are counted after each call. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -12,10 +13,25 @@ import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import anyio
+import asyncpg  # type: ignore[import-untyped]
 from mcp import Client, StdioServerParameters
+from sqlalchemy.engine import make_url
 
+SERVER_COMMANDS = ("mcpbot-database", "servers.database")  # a command line's end before " --url"
+POSTGRES_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
+POSTGRESQL_QUERIES = {
+    "plain SELECT": "SELECT count(*) FROM t",
+    "one strpos() call of ~70 s": "SELECT strpos(repeat('a', 20000000), 'b' || repeat('a', 10000))",
+    "repeat('x', 1e9)": "SELECT repeat('x', 1000000000)",
+    "repeat('x', 2e8)": "SELECT repeat('x', 200000000)",
+    "to_jsonb of 100 MB": "SELECT to_jsonb(repeat('z', 100000000))",
+    "pg_sleep(60)": "SELECT pg_sleep(60)",
+    "sort of 2 GB": "SELECT count(*) FROM (SELECT g, md5(g::text) || repeat('x', 1000) AS b "
+    "FROM generate_series(1, 2000000) g ORDER BY b) s",
+}
 QUERIES = {
     "plain SELECT": "SELECT count(*) FROM t",
     "one instr() call on 16 MB": (
@@ -58,26 +74,49 @@ def processes_with(marker: str) -> list[tuple[int, str]]:
     return found
 
 
-async def main(folder: Path, command: str) -> None:
+async def sqlite(folder: Path, command: str) -> None:
     database = folder / "bench.db"
     with closing(sqlite3.connect(database)) as connection:
         connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT)")
         connection.executemany("INSERT INTO t (label) VALUES (?)", [(f"row {n}",) for n in range(1000)])
         connection.commit()
-    params = StdioServerParameters(command=command, args=["--url", f"sqlite:///{database}"], cwd=str(folder))
-    print(f"{'query':32} {'wall s':>7} {'worker MiB':>10}  outcome")
+    await measure(folder, command, f"sqlite:///{database}", str(database), QUERIES, None)
+
+
+async def postgresql(folder: Path, command: str, base_url: str) -> None:
+    from tests.postgres import read_only_role, throwaway_database  # the tests' helpers: a dev-only dependency
+
+    setup = "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT g FROM generate_series(1, 1000) g"
+    async with throwaway_database(base_url, "mcpbot_dbbench", setup) as url, read_only_role(url) as reader:
+        name = make_url(url).database or ""
+        watcher = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+        try:
+            await measure(folder, command, reader, name, POSTGRESQL_QUERIES, watcher)
+            await watcher.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 "
+                                  "AND pid <> pg_backend_pid()", name)  # fmt: skip
+        finally:
+            await watcher.close()
+
+
+async def measure(folder: Path, command: str, url: str, marker: str, queries: dict[str, str], watcher: Any) -> None:
+    params = StdioServerParameters(command=command, args=["--url", url], cwd=str(folder))
+    print(f"{'query':32} {'wall s':>7} {'worker MiB' if watcher is None else 'backends':>10}  outcome")
     async with Client(params) as client:
-        for name, query in QUERIES.items():
+        for name, query in queries.items():
             started = time.monotonic()
             result = await client.call_tool("query_database", {"query": query})
             elapsed = time.monotonic() - started
             text = " ".join(getattr(part, "text", "") for part in result.content)
             outcome = text[:90] if result.is_error else f"{result.structured_content['row_count']} rows"
-            workers = [pid for pid, line in processes_with(str(database)) if "sqlite_worker" in line]
-            memory = str(max(map(peak, workers))) if workers else "killed"
-            print(f"{name:32} {elapsed:7.2f} {memory:>10}  {outcome.removeprefix('Error executing tool ')}")
-        processes = processes_with(str(database))
-        server = [pid for pid, line in processes if "sqlite_worker" not in line]
+            if watcher is None:
+                workers = [pid for pid, line in processes_with(marker) if "sqlite_worker" in line]
+                figure = str(max(map(peak, workers))) if workers else "killed"
+            else:
+                figure = str(await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'mcpbot-database' AND state = 'active'"))  # fmt: skip
+            print(f"{name:32} {elapsed:7.2f} {figure:>10}  {outcome.removeprefix('Error executing tool ')}")
+        server = [pid for pid, line in processes_with(marker) if line.split(" --url")[0].endswith(SERVER_COMMANDS)]
         print(f"server peak RSS: {', '.join(f'{peak(pid)} MiB' for pid in server)}")
 
 
@@ -85,6 +124,11 @@ if __name__ == "__main__":
     arguments = argparse.ArgumentParser(description=__doc__)
     default = str(Path(sys.executable).with_name("mcpbot-database"))
     arguments.add_argument("--command", default=default, help="the server to run (default: this venv's)")
+    arguments.add_argument("--postgres-url", default=POSTGRES_URL, help=f"a superuser's URL (default: {POSTGRES_URL})")
+    arguments.add_argument("backend", choices=["sqlite", "postgresql"], nargs="?", default="sqlite")
     options = arguments.parse_args()
     with tempfile.TemporaryDirectory(prefix="mcpbot-dbbench-") as directory:
-        anyio.run(main, Path(directory), options.command)
+        if options.backend == "sqlite":
+            anyio.run(sqlite, Path(directory), options.command)
+        else:
+            anyio.run(postgresql, Path(directory), options.command, options.postgres_url)
