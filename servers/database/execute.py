@@ -76,24 +76,19 @@ class Database:
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
             driver: Any = raw.driver_connection
-            try:
-                with anyio.fail_after(CLIENT_GRACE_SECONDS):
-                    busy = self.running + await self.stopped.alive(driver)
-                    settings = await self._settings(driver)
-            except (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
-                await connection.invalidate()
-                raise QueryError(f"the query failed: {error or 'the database did not answer'}") from None
-            if busy > limits.max_concurrent_queries:
-                raise QueryError(f"{busy - self.running} earlier queries still run in the database past their deadline "
-                                 "(PostgreSQL cannot stop a query inside one long function call until the call "
-                                 "returns); try again in a moment")  # fmt: skip
             pid = driver.get_server_pid()
             with anyio.move_on_after(limits.statement_timeout + CLIENT_GRACE_SECONDS) as deadline:
                 try:
+                    busy = self.running + await self.stopped.alive(driver)
+                    if busy > limits.max_concurrent_queries:
+                        raise QueryError(f"{busy - self.running} earlier queries still run in the database past their "
+                                         "deadline (PostgreSQL cannot stop a query inside one long function call "
+                                         "until the call returns); try again in a moment")  # fmt: skip
+                    settings = await self._settings(driver)
                     columns, rows = await run_postgresql(connection, statement, limits, settings)
                 except QueryError:
                     raise
-                except RecursionError:  # asyncpg decodes json and jsonb with json.loads, which recurses
+                except RecursionError:  # SQLAlchemy's asyncpg codec decodes json and jsonb with json.loads
                     await connection.invalidate()
                     raise QueryError(TOO_DEEP) from None
                 except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:

@@ -1,5 +1,6 @@
-"""Running one guarded statement on PostgreSQL: in a READ ONLY transaction with a server-side timeout, fetched through
-a cursor in batches, always rolled back and followed by a session reset. Never imports `host`.
+"""Running one guarded statement on PostgreSQL: in a READ ONLY transaction with a server-side timeout and the
+per-query settings (work_mem, temp_file_limit), its values cut in the database (`pg_cut`), fetched through a cursor in
+batches, always rolled back and followed by a session reset. Never imports `host`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from servers.database.rows import TOO_DEEP, QueryError, Rows
 
 # After every PostgreSQL query, whatever the guard may have missed: session advisory locks, cursors, LISTEN, settings.
 SESSION_RESET = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
+MAX_ERROR_CHARS = 2000
 
 
 async def run_postgresql(
@@ -46,7 +48,10 @@ async def run_postgresql(
             if len(records) < wanted:
                 break
     except asyncpg.PostgresError as error:
-        raise QueryError(f"the database refused the query: {error} (SQLSTATE {error.sqlstate})") from None
+        message = str(error)  # it may quote a value of the query, as large as the value
+        if len(message) > MAX_ERROR_CHARS:
+            message = f"{message[:MAX_ERROR_CHARS]}[... {len(message) - MAX_ERROR_CHARS} more characters]"
+        raise QueryError(f"the database refused the query: {message} (SQLSTATE {error.sqlstate})") from None
     finally:
         await transaction.rollback()  # always: nothing a query did survives it
         await driver.execute(SESSION_RESET)  # nor anything session-level, such as an advisory lock

@@ -31,7 +31,7 @@ PRIVILEGED = ("--allow-privileged-role",)  # tests connect as this machine's sup
 
 # One strpos() call of several seconds: PostgreSQL checks for cancel and terminate only when it returns. It reads
 # `items`, so its backend holds a lock on the table while it runs.
-STUCK = "SELECT strpos(repeat('a', 1000000) || name, 'b' || repeat('a', 10000)) FROM items LIMIT 1"
+STUCK = "SELECT strpos(repeat('a', 2500000) || name, 'b' || repeat('a', 10000)) FROM items LIMIT 1"
 
 
 @pytest.fixture
@@ -104,6 +104,8 @@ async def test_huge_values_are_cut_in_the_database(database: str) -> None:
         json = await call(client, "SELECT to_jsonb(repeat('z', 10000000)) AS j, '{\"a\": [1]}'::jsonb AS small")
         [[huge, small]] = json.structured_content["rows"]
         assert huge.startswith("<a jsonb value of 1000") and "too large to send" in huge and small == {"a": [1]}
+        error = await call(client, "SELECT repeat('x', 10000000)::int")  # PostgreSQL quotes the value it refuses
+        assert error.is_error and len(text_of(error)) < 3000 and "more characters]" in text_of(error)
         array = await call(client, "SELECT array_fill('x'::text, ARRAY[3]), NULL::text, NULL::bytea, NULL::jsonb")
         assert array.structured_content["rows"] == [[["x", "x", "x"], None, None, None]]
         [server_pid] = [pid for pid in processes_with(make_url(database).database or "?") if pid_is_ours(pid)]
