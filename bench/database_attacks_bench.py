@@ -20,6 +20,9 @@ import asyncpg  # type: ignore[import-untyped]
 from mcp import Client, StdioServerParameters
 from sqlalchemy.engine import make_url
 
+from tests.servers.test_database_sqlite_resources import peak_memory, processes_with  # the tests' /proc readers
+
+MIB = 1024 * 1024
 SERVER_COMMANDS = ("mcpbot-database", "servers.database")  # a command line's end before " --url"
 POSTGRES_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
 POSTGRESQL_QUERIES = {
@@ -52,26 +55,6 @@ QUERIES = {
     ),
     "600 columns of 16 MB": "SELECT " + ", ".join(["printf('%.*c', 16000000, 'x')"] * 600),
 }
-
-
-def peak(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    return 0
-
-
-def processes_with(marker: str) -> list[tuple[int, str]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if marker in command and "database_attacks_bench" not in command:
-                found.append((int(entry.name), command))
-    return found
 
 
 async def sqlite(folder: Path, command: str) -> None:
@@ -109,15 +92,17 @@ async def measure(folder: Path, command: str, url: str, marker: str, queries: di
             text = " ".join(getattr(part, "text", "") for part in result.content)
             outcome = text[:90] if result.is_error else f"{result.structured_content['row_count']} rows"
             if watcher is None:
-                workers = [pid for pid, line in processes_with(marker) if "sqlite_worker" in line]
-                figure = str(max(map(peak, workers))) if workers else "killed"
+                workers = [pid for pid, line in processes_with(marker).items() if "sqlite_worker" in line]
+                figure = str(max(map(peak_memory, workers)) // MIB) if workers else "killed"
             else:
                 figure = str(await watcher.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND application_name = 'mcpbot-database' AND state = 'active'"))  # fmt: skip
             print(f"{name:32} {elapsed:7.2f} {figure:>10}  {outcome.removeprefix('Error executing tool ')}")
-        server = [pid for pid, line in processes_with(marker) if line.split(" --url")[0].endswith(SERVER_COMMANDS)]
-        print(f"server peak RSS: {', '.join(f'{peak(pid)} MiB' for pid in server)}")
+        server = [
+            pid for pid, line in processes_with(marker).items() if line.split(" --url")[0].endswith(SERVER_COMMANDS)
+        ]
+        print(f"server peak RSS: {', '.join(f'{peak_memory(pid) // MIB} MiB' for pid in server)}")
 
 
 if __name__ == "__main__":
