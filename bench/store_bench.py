@@ -13,7 +13,8 @@ from collections import Counter
 
 import anyio
 
-from host.storage import ConversationStore, StorageError, StoredMessage
+from host.errors import StorageError
+from host.storage import ConversationStore, StoredMessage
 from tests.postgres import create_database, drop_databases
 
 POSTGRES_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"

@@ -11,8 +11,8 @@ import anyio
 from host.errors import ConfigError, HostError
 from host.log import configure_logging
 from host.mcp.config import ServerConfig, load_servers
-from host.mcp.connection import Status
 from host.mcp.registry import Registry
+from host.service import status
 from host.settings import Settings, load_settings
 
 
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(_options: argparse.Namespace, settings: Settings) -> int:
-    from host.telegram.bot import run_bot
+    from host.telegram.lifecycle import run_bot
 
     return anyio.run(run_bot, settings)
 
@@ -98,20 +98,20 @@ def _servers(options: argparse.Namespace, settings: Settings) -> int:
 
 async def _server_report(configs: list[ServerConfig]) -> list[dict[str, Any]]:
     async with Registry(configs) as registry:
-        catalogue = await registry.catalogue()
+        tools = status.tools(await registry.catalogue())
         return [
             {
-                "name": connection.name,
-                "transport": connection.config.transport,
-                "status": "connected" if connection.status is Status.CONNECTED else "failed",
-                "error": connection.error,
+                "name": server.name,
+                "transport": server.transport,
+                "status": "connected" if server.connected else "failed",
+                "error": server.reason,
                 "tools": [
-                    {"name": entry.name, "mcp_name": entry.spec.name, "description": entry.spec.description}
-                    for entry in catalogue
-                    if entry.connection is connection
+                    {"name": tool.name, "mcp_name": tool.mcp_name, "description": tool.description}
+                    for tool in tools
+                    if tool.server == server.name
                 ],
             }
-            for connection in await registry.connections()
+            for server in await status.servers(registry)
         ]
 
 
@@ -134,7 +134,7 @@ def _call(options: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def call() -> int:
-        async with Registry(configs, result_max_chars=sys.maxsize) as registry:
+        async with Registry(configs) as registry:
             try:
                 result = await registry.call_server_tool(options.server, options.tool, arguments, options.chat_id)
             except HostError as exc:

@@ -1,5 +1,6 @@
-"""The composition root: opens the MCP registry, the conversation store and the model client in one task,
-builds the engine on them, and closes everything in reverse. The only module that imports every layer."""
+"""The composition root: opens the MCP registry, the conversation store, the model client and the rate limiter in
+one task, builds the engine and the service on them, and closes everything in reverse. The only module that
+imports every layer; front ends use `App.service` and `App.settings`."""
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -11,6 +12,8 @@ from host.engine.prompt import DEFAULT_SYSTEM_PROMPT
 from host.errors import ConfigError
 from host.mcp.config import load_servers
 from host.mcp.registry import Registry
+from host.ratelimit import open_rate_limiter
+from host.service import Service
 from host.settings import Settings
 from host.storage import ConversationStore
 
@@ -22,6 +25,7 @@ class App:
     store: ConversationStore
     model: ChatModel
     engine: Engine
+    service: Service
 
 
 def system_prompt_text(settings: Settings) -> str:
@@ -63,12 +67,20 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         max_tool_calls_per_turn=settings.llm_max_tool_calls_per_turn,
         max_tool_argument_bytes=settings.llm_max_tool_argument_bytes,
         max_answer_chars=settings.llm_max_answer_chars,
+        max_tool_result_chars=settings.mcp_tool_result_max_chars,
     )
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(ConversationStore.open(settings.database_url))
-        registry = await stack.enter_async_context(
-            Registry(servers, result_max_chars=settings.mcp_tool_result_max_chars)
-        )
+        registry = await stack.enter_async_context(Registry(servers))
         model = await stack.enter_async_context(ChatModel(model_settings(settings)))
+        limiter = await stack.enter_async_context(
+            open_rate_limiter(
+                settings.redis_url,
+                user_limit=settings.rate_limit_user_requests,
+                global_limit=settings.rate_limit_global_requests,
+                window=settings.rate_limit_user_window,
+            )
+        )
         engine = Engine(model, registry, store, engine_settings)
-        yield App(settings, registry, store, model, engine)
+        service = Service(engine, registry, store, model, limiter, admins=frozenset(settings.admin_user_ids))
+        yield App(settings, registry, store, model, engine, service)

@@ -1,5 +1,6 @@
 """`mcpbot chat`: the engine in a terminal. Streams answers to stdout and tool activity to stderr, so that
-`--once` prints only the answer on stdout. A thin front end: parse, call the engine, render."""
+`--once` prints only the answer on stdout. A thin front end: parse, call the service, render. Imports the app,
+the service and the errors only."""
 
 import sys
 import threading
@@ -12,10 +13,8 @@ import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from host.app import App
-from host.engine.llm import ModelUnavailable, TextDelta
-from host.engine.loop import ToolFinished, ToolStarted, TurnFinished
-from host.errors import HostError
-from host.mcp.connection import Status
+from host.errors import HostError, ModelUnavailable
+from host.service import Request, TextDelta, ToolFinished, ToolStarted, TurnFinished
 
 HELP = "Commands: /reset (new conversation), /tools, /servers (and the model), /exit. Anything else goes to the model."
 
@@ -46,7 +45,7 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
     if not text:
         return
     if text == "/reset":
-        await app.engine.reset(chat_id)
+        await app.service.reset(chat_id)
         print("Started a new conversation.", file=sys.stderr)
     elif text == "/tools":
         await _print_tools(app, chat_id)
@@ -74,7 +73,7 @@ async def _next_line(lines: MemoryObjectReceiveStream[str]) -> str | None:
 async def _turn(app: App, chat_id: int, text: str, stream_to: TextIO | None) -> bool:
     """Run one turn; stream text to `stream_to` (or print only the final answer when None)."""
     try:
-        async with aclosing(app.engine.turn(chat_id, text)) as events:
+        async with aclosing(app.service.turn(Request(chat_id, text))) as events:
             async for event in events:
                 if isinstance(event, TextDelta) and stream_to is not None:
                     stream_to.write(event.text)
@@ -102,22 +101,19 @@ async def _turn(app: App, chat_id: int, text: str, stream_to: TextIO | None) -> 
 
 
 async def _print_tools(app: App, chat_id: int) -> None:
-    catalogue = await app.registry.catalogue(chat_id)
-    if not catalogue:
+    tools = await app.service.tools(chat_id)
+    if not tools:
         print("No tools are available.", file=sys.stderr)
-    for entry in catalogue:
-        summary = entry.spec.description.strip().splitlines()
-        print(f"{entry.name}  {summary[0][:100] if summary else ''}", file=sys.stderr)
+    for tool in tools:
+        print(f"{tool.name}  {tool.summary[:100]}", file=sys.stderr)
 
 
 async def _print_servers(app: App, chat_id: int) -> None:
-    model = "answering" if await app.model.healthy() else "not answering"
+    model = "answering" if await app.service.model_answers() else "not answering"
     print(f"model {app.settings.llm_model_name} at {app.settings.llm_base_url}: {model}", file=sys.stderr)
-    for connection in await app.registry.connections(chat_id):
-        state = "connected" if connection.status is Status.CONNECTED else connection.unavailable_reason()
-        print(
-            f"{connection.name} [{connection.config.transport}] {state}, {len(connection.tools)} tools", file=sys.stderr
-        )
+    for server in await app.service.servers(chat_id):
+        state = server.state if server.reason is None else f"{server.state}: {server.reason}"
+        print(f"{server.name} [{server.transport}] {state}, {server.tools} tools", file=sys.stderr)
 
 
 def _short(arguments: object, limit: int = 80) -> str:

@@ -2,8 +2,9 @@
 
     HostError
     ├── ConfigError          a settings value or mcp_servers.json is malformed (names file, server, field)
+    ├── ModelUnavailable     the model server cannot be reached or keeps failing; the user's message is kept
     ├── StorageError         the conversation store could not be reached or refused an operation
-                             (defined in host/storage/repository.py, which owns the database libraries)
+                             (raised by host/storage/repository.py, which owns the database libraries)
     └── ToolError            a tool could not be called at all (its result never came back)
         ├── UnknownToolError     no tool by that name in the catalogue
         └── ServerUnavailable    the tool's server is not connected (starting, failed, restarting)
@@ -18,6 +19,14 @@ class HostError(Exception):
 
 class ConfigError(HostError):
     """Configuration that cannot be used; the message says where and why."""
+
+
+class ModelUnavailable(HostError):
+    """The model could not be reached or kept failing after the retries; the message is fit for a user."""
+
+
+class StorageError(HostError):
+    """The conversation store could not be reached or refused an operation; the message says which."""
 
 
 class ToolError(HostError):

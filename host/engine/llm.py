@@ -23,7 +23,7 @@ import openai
 import structlog
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from host.errors import HostError
+from host.errors import ModelUnavailable
 
 log = structlog.get_logger("host.engine")
 
@@ -33,10 +33,6 @@ RETRY_AFTER_CAP = 30.0
 """A server's Retry-After is honoured up to this many seconds."""
 HEALTH_TIMEOUT = 10.0
 _PLACEHOLDER_KEY = "none"  # the SDK insists on some key; Ollama ignores it
-
-
-class ModelUnavailable(HostError):
-    """The model could not be reached or kept failing after the retries; the message is fit for a user."""
 
 
 @dataclass(frozen=True, slots=True)

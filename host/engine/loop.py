@@ -8,41 +8,30 @@ Imports the model client, tokens, prompt, the MCP host's value types and the sto
 
 import json
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import anyio
 import structlog
-from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.chat import ChatCompletionMessageParam
 
-from host.engine.llm import ChatModel, Completion, ReasoningDelta, TextDelta, ToolCall, Usage
+from host.engine.calls import Call, CallLimits, fit, resolve
+from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
+from host.engine.llm import Completion, ReasoningDelta, TextDelta, Usage
 from host.engine.prompt import system_prompt
-from host.engine.tokens import count_message_tokens, count_tokens, count_tools_tokens
+from host.engine.seams import ChatModel, ConversationStore, ToolRouter
 from host.errors import ToolError
-from host.mcp.registry import CatalogueEntry
-from host.mcp.tools import ToolResult
-from host.storage import ConversationStore, StoredMessage
+from host.mcp.registry import Catalogue
+from host.storage.window import StoredMessage
+from host.tokens import count_message_tokens, count_tokens
 
 log = structlog.get_logger("host.engine")
 
-MAX_CALL_ID = 128  # what the store keeps; longer or repeated ids from a model are replaced
 MIN_RESULT_TOKENS = 200
 CANCELLED = "Error: the tool call was cancelled before it finished."
-RECORDED_CALLS_PER_STEP_LIMITS = 2
-"""Of one step's calls, at most this many times max_tool_calls_per_step are kept on record (each with its
-result, run or refused); the rest are dropped unseen, so that a model asking for 10,000 calls costs no more."""
-
-
-class ToolRouter(Protocol):
-    """What the engine needs from the MCP registry."""
-
-    async def catalogue(self, chat_id: int = 0) -> list[CatalogueEntry]: ...
-    async def call(self, name: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult: ...
-    async def instructions(self, chat_id: int = 0) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,56 +45,18 @@ class EngineSettings:
     max_tool_calls_per_turn: int = 64
     max_tool_argument_bytes: int = 64 * 1024
     max_answer_chars: int = 32_000
+    max_tool_result_chars: int = 16_000  # MCP_TOOL_RESULT_MAX_CHARS: a result is cut to this and to its share
 
-
-@dataclass(frozen=True, slots=True)
-class ToolStarted:
-    call_id: str
-    server: str
-    tool: str
-    arguments: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolFinished:
-    call_id: str
-    server: str
-    tool: str
-    ok: bool
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class TurnFinished:
-    text: str
-    usage: Usage
-    tool_calls: int
-    steps: int
-    refused: bool = False  # the message was not taken (it cannot fit the context): `text` says why; nothing stored
-
-
-EngineEvent = TextDelta | ReasoningDelta | ToolStarted | ToolFinished | TurnFinished
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One tool call of a step, resolved once: the model's call, its server and tool, its parsed arguments."""
-
-    call: ToolCall  # as recorded: refused calls carry a short placeholder instead of their arguments
-    server: str
-    tool: str
-    arguments: dict[str, Any] | None  # None: the model's arguments were not a JSON object
-    refusal: str | None = None  # set: not run, and this is its result
-    shown: bool = True  # reported as ToolStarted/ToolFinished (calls over the count limits are not)
+    def call_limits(self) -> CallLimits:
+        return CallLimits(self.max_tool_calls_per_step, self.max_tool_calls_per_turn, self.max_tool_argument_bytes)
 
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    """What a turn is asked with besides its history: the catalogue, its tools in OpenAI form, the system prompt,
-    and the tokens left for the conversation."""
+    """What a turn is asked with besides its history: the catalogue, the system prompt, and the tokens left for the
+    conversation."""
 
-    catalogue: list[CatalogueEntry]
-    tools: list[ChatCompletionToolParam]
+    catalogue: Catalogue
     prompt: str
     budget: int
 
@@ -117,8 +68,7 @@ class _Turn:
     chat_id: int
     conversation_id: int
     messages: list[ChatCompletionMessageParam]
-    tools: list[ChatCompletionToolParam]
-    by_name: dict[str, CatalogueEntry]
+    catalogue: Catalogue
     room: int  # tokens still free in the context for tool results
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -127,17 +77,14 @@ class _Turn:
 
 
 class Engine:
-    """One engine serves every chat. Turns of different chats run concurrently; turns of one chat (and forum
-    topic) run one at a time, in the order they arrive."""
+    """One engine serves every chat, and turns of different chats run concurrently. Turns of one chat (and forum
+    topic) must run one at a time: the service's ChatQueues orders them."""
 
     def __init__(self, model: ChatModel, tools: ToolRouter, store: ConversationStore, settings: EngineSettings):
         self.model = model
         self.tools = tools
         self.store = store
         self.settings = settings
-        self._chat_locks: dict[tuple[int, int], tuple[anyio.Lock, int]] = {}
-        # The catalogue changes rarely: its OpenAI form and token cost are kept until it does.
-        self._tool_definitions: tuple[list[CatalogueEntry], list[ChatCompletionToolParam], int] = ([], [], 0)
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> None:
         """Start a new conversation in the chat; the old one stays stored but leaves the window."""
@@ -158,36 +105,20 @@ class Engine:
         generator (`contextlib.aclosing`); whatever tools ran by then is stored with its results.
 
         `update_id` makes the turn happen once: claimed in the same transaction that stores the message, a turn
-        whose update_id was claimed before yields no events at all (a message delivered twice). With `route` (the
+        whose update_id was claimed before yields no events at all (a message delivered twice). A message refused
+        before it is stored (it cannot fit the context) is not claimed here: the caller claims it. With `route` (the
         front end's data for delivering the reply) the reply is recorded as owed in that transaction too, until the
         front end calls ConversationStore.reply_delivered: a crash before then leaves the message to `resume`."""
-        async with self._one_at_a_time(chat_id, topic_id):
-            async for event in self._turn(chat_id, topic_id, text, user_id, update_id, route):
-                yield event
+        async for event in self._turn(chat_id, topic_id, text, user_id, update_id, route):
+            yield event
 
     async def resume(
         self, chat_id: int, topic_id: int, conversation_id: int, message: StoredMessage
     ) -> AsyncGenerator[EngineEvent, None]:
         """Answer a user message stored by a turn that never finished (its process died): the turn runs again on
         the stored history, the tool calls it made included, without storing the message again."""
-        async with self._one_at_a_time(chat_id, topic_id):
-            async for event in self._answer(chat_id, conversation_id, message):
-                yield event
-
-    @asynccontextmanager
-    async def _one_at_a_time(self, chat_id: int, topic_id: int) -> AsyncIterator[None]:
-        key = (chat_id, topic_id)
-        lock, waiting = self._chat_locks.get(key, (anyio.Lock(), 0))
-        self._chat_locks[key] = (lock, waiting + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, waiting = self._chat_locks[key]
-            if waiting == 1:
-                del self._chat_locks[key]
-            else:
-                self._chat_locks[key] = (lock, waiting - 1)
+        async for event in self._answer(chat_id, conversation_id, message):
+            yield event
 
     async def _turn(
         self,
@@ -201,9 +132,7 @@ class Engine:
         user = _text_message("user", text)
         context = await self._context(chat_id)
         if user.token_count > context.budget:
-            refusal = await self._refuse(chat_id, user, context.budget, update_id)
-            if refusal is not None:
-                yield refusal
+            yield _refusal(chat_id, user, context.budget)
             return
         conversation_id = await self.store.begin_turn(
             chat_id, topic_id, user, user_id, update_id=update_id, route=route
@@ -240,36 +169,12 @@ class Engine:
             for finished in await self._run_tools(turn, calls):
                 yield finished
 
-    async def _refuse(
-        self, chat_id: int, user: StoredMessage, budget: int, update_id: int | None
-    ) -> TurnFinished | None:
-        """A message that cannot fit the context is not stored and not sent: the turn is a note saying so (once
-        per update; None when the update was claimed before)."""
-        if update_id is not None and not await self.store.claim_update(update_id):
-            log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
-            return None
-        if budget <= 0:
-            log.error(
-                "context_too_small",
-                chat_id=chat_id,
-                budget=budget,
-                hint="the system prompt, the tools and LLM_MAX_TOKENS fill LLM_MAX_CONTEXT_TOKENS",
-            )
-            text = "⚠️ My instructions and tools fill my whole context, so I cannot read messages now. It is logged."
-        else:
-            log.warning("message_too_long", chat_id=chat_id, budget=budget, message_tokens=user.token_count)
-            text = (
-                f"⚠️ Your message is too long for me: about {user.token_count:,} tokens, and at most {budget:,} fit."
-                " Please send it shorter or in parts."
-            )
-        return TurnFinished(text=text, usage=Usage(0, 0), tool_calls=0, steps=0, refused=True)
-
     async def _ask(
         self, turn: _Turn, replies: list[Completion], *, with_tools: bool
     ) -> AsyncIterator[TextDelta | ReasoningDelta]:
         """One model turn: yields its deltas (text only up to max_answer_chars) and appends its Completion to
         `replies`."""
-        tools = turn.tools if with_tools and turn.tools else None
+        tools = list(turn.catalogue.tools) if with_tools and turn.catalogue.tools else None
         room = self.settings.max_answer_chars
         async with aclosing(self.model.complete(turn.messages, tools)) as events:
             async for event in events:
@@ -299,19 +204,15 @@ class Engine:
         used = sum(message.token_count for message in window)
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": context.prompt}]
         messages += [_as_param(message) for message in window]
-        by_name = {entry.name: entry for entry in context.catalogue}
-        return _Turn(chat_id, conversation_id, messages, context.tools, by_name, room=max(budget - used, 0))
+        return _Turn(chat_id, conversation_id, messages, context.catalogue, room=max(budget - used, 0))
 
     async def _context(self, chat_id: int) -> _Context:
         catalogue = await self.tools.catalogue(chat_id)
-        known, tools, tools_tokens = self._tool_definitions
-        if catalogue != known:
-            tools = [entry.openai() for entry in catalogue]
-            tools_tokens = count_tools_tokens([dict(tool) for tool in tools])
-            self._tool_definitions = (catalogue, tools, tools_tokens)
-        prompt = system_prompt(self.settings.system_prompt, datetime.now(UTC), await self.tools.instructions(chat_id))
-        budget = self.settings.max_context_tokens - self.settings.answer_tokens - count_tokens(prompt) - tools_tokens
-        return _Context(catalogue, tools, prompt, budget)
+        prompt = system_prompt(self.settings.system_prompt, datetime.now(UTC), catalogue.instructions)
+        budget = (
+            self.settings.max_context_tokens - self.settings.answer_tokens - count_tokens(prompt) - catalogue.tokens
+        )
+        return _Context(catalogue, prompt, budget)
 
     def _count(self, turn: _Turn, completion: Completion) -> None:
         if completion.usage is not None:
@@ -340,59 +241,14 @@ class Engine:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
         )
-        return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls, steps=steps)
+        return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls)
 
-    async def _remember_call(self, turn: _Turn, completion: Completion) -> list[_Call]:
-        """Store the model's tool calls (ids made unique and storable) and resolve each one once: which run, and
-        which are refused (over the count limits, arguments too large, cut off) with the reason as their result."""
-        limits = self.settings
-        raws = completion.tool_calls
-        kept = limits.max_tool_calls_per_step * RECORDED_CALLS_PER_STEP_LIMITS
-        if len(raws) > kept:
-            log.warning("tool_calls_dropped", chat_id=turn.chat_id, asked=len(raws), kept=kept)
-            raws = raws[:kept]
-        seen: set[str] = set()
-        calls = []
-        runs = 0
-        for index, raw in enumerate(raws):
-            call_id = raw.id if raw.id and raw.id not in seen and len(raw.id) <= MAX_CALL_ID else _new_id()
-            seen.add(call_id)
-            entry = turn.by_name.get(raw.name[:200])
-            server, tool = (entry.spec.server, entry.spec.name) if entry else ("?", raw.name[:200])
-            size = len(raw.arguments.encode())
-            cut = completion.cut_at is not None and index == len(completion.tool_calls) - 1
-            refusal, shown = None, True
-            if cut:
-                refusal = (
-                    f"Error: not run: your answer passed {completion.cut_at:,} bytes while this call was being"
-                    " written, and was cut off there. Send smaller tool calls."
-                )
-            elif size > limits.max_tool_argument_bytes:
-                refusal = (
-                    f"Error: not run: its arguments are {size:,} bytes, over the limit of"
-                    f" {limits.max_tool_argument_bytes:,}. Send smaller arguments (for example, in several calls)."
-                )
-            elif runs >= limits.max_tool_calls_per_step:
-                refusal, shown = _over_step(len(completion.tool_calls), limits.max_tool_calls_per_step), False
-            elif turn.tool_calls + runs >= limits.max_tool_calls_per_turn:
-                refusal = (
-                    f"Error: not run: this turn has used all of its {limits.max_tool_calls_per_turn} tool calls."
-                    " Answer with what you have."
-                )
-                shown = False
-            else:
-                runs += 1
-            arguments = raw.arguments if refusal is None else _placeholder(size)
-            call = ToolCall(id=call_id, name=raw.name[:200], arguments=arguments)
-            parsed = _arguments(raw.arguments) if refusal is None else {}
-            calls.append(_Call(call, server, tool, parsed, refusal, shown))
-        refused = len(completion.tool_calls) - runs
-        if refused:
-            log.warning("tool_calls_refused", chat_id=turn.chat_id, asked=len(completion.tool_calls), run=runs)
-        wire = [
-            {"id": c.call.id, "type": "function", "function": {"name": c.call.name, "arguments": c.call.arguments}}
-            for c in calls
-        ]
+    async def _remember_call(self, turn: _Turn, completion: Completion) -> list[Call]:
+        """Store the model's tool calls, resolved once (calls.resolve): which run, and which are refused."""
+        calls = resolve(
+            completion, turn.catalogue.by_name, self.settings.call_limits(), used=turn.tool_calls, chat_id=turn.chat_id
+        )
+        wire = [call.wire() for call in calls]
         text = completion.text or ""
         stored = StoredMessage(
             role="assistant",
@@ -405,7 +261,7 @@ class Engine:
         turn.messages.append({"role": "assistant", "content": text, "tool_calls": wire})  # type: ignore[typeddict-item]
         return calls
 
-    async def _run_tools(self, turn: _Turn, calls: list[_Call]) -> list[ToolFinished]:
+    async def _run_tools(self, turn: _Turn, calls: list[Call]) -> list[ToolFinished]:
         """Run the step's calls concurrently. Their results are stored and given to the model in the order asked,
         also when the turn is cancelled (a missing result is stored as cancelled), so a stored call always
         has all its results. Returns the ToolFinished events in the order the calls ended."""
@@ -422,10 +278,10 @@ class Engine:
         turn.tool_calls += sum(call.refusal is None for call in calls)
         return finished
 
-    async def _store_results(self, turn: _Turn, calls: list[_Call], results: list[str | None]) -> None:
+    async def _store_results(self, turn: _Turn, calls: list[Call], results: list[str | None]) -> None:
         share = max(turn.room // max(len(calls), 1), MIN_RESULT_TOKENS)
         for call, result in zip(calls, results, strict=True):
-            content = _fit(result if result is not None else CANCELLED, share)
+            content = fit(result if result is not None else CANCELLED, share, self.settings.max_tool_result_chars)
             tokens = count_message_tokens("tool", content, None, tool_call_id=call.call.id)
             turn.room = max(turn.room - tokens, 0)
             stored = StoredMessage(
@@ -435,7 +291,7 @@ class Engine:
             turn.messages.append({"role": "tool", "tool_call_id": call.call.id, "content": content})
 
     async def _run_one(
-        self, turn: _Turn, call: _Call, index: int, results: list[str | None], finished: list[ToolFinished]
+        self, turn: _Turn, call: Call, index: int, results: list[str | None], finished: list[ToolFinished]
     ) -> None:
         started = time.perf_counter()
         ok = False
@@ -468,40 +324,23 @@ def _text_message(role: Literal["user", "assistant"], text: str) -> StoredMessag
     )
 
 
-def _arguments(text: str) -> dict[str, Any] | None:
-    """The model's arguments as a dict; empty text is no arguments; anything but an object is None."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _new_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
-
-
-def _placeholder(size: int) -> str:
-    """What a refused call's arguments are recorded (and sent back to the model) as: a short JSON object."""
-    return json.dumps({"omitted": f"{size} bytes of arguments, not run"})
-
-
-def _over_step(asked: int, limit: int) -> str:
-    return (
-        f"Error: not run: you asked for {asked} tool calls at once, and at most {limit} run in one step."
-        " Ask for the rest in your next step if you still need them."
-    )
-
-
-def _fit(content: str, max_tokens: int) -> str:
-    """A tool result cut to the room left in the context (by its estimated tokens), with a note the model can read."""
-    tokens = count_tokens(content)
-    if tokens <= max_tokens:
-        return content
-    keep = len(content) * max_tokens // tokens
-    return f"{content[:keep]}\n[truncated to fit the context: showing {keep} of {len(content)} characters]"
+def _refusal(chat_id: int, user: StoredMessage, budget: int) -> TurnFinished:
+    """A message that cannot fit the context is not stored and not sent: the turn is a note saying so."""
+    if budget <= 0:
+        log.error(
+            "context_too_small",
+            chat_id=chat_id,
+            budget=budget,
+            hint="the system prompt, the tools and LLM_MAX_TOKENS fill LLM_MAX_CONTEXT_TOKENS",
+        )
+        text = "⚠️ My instructions and tools fill my whole context, so I cannot read messages now. It is logged."
+    else:
+        log.warning("message_too_long", chat_id=chat_id, budget=budget, message_tokens=user.token_count)
+        text = (
+            f"⚠️ Your message is too long for me: about {user.token_count:,} tokens, and at most {budget:,} fit."
+            " Please send it shorter or in parts."
+        )
+    return TurnFinished(text=text, usage=Usage(0, 0), tool_calls=0, refused=True)
 
 
 def _empty_answer_note(completion: Completion, after_step_limit: bool) -> str:

@@ -2,13 +2,14 @@
 
 Shared servers start with the registry. A `scope: "chat"` server starts one listing instance with it (chat 0's),
 whose tools and instructions stand for every chat; a chat's own instance starts on its first tool call and stops
-when idle (or when too many run). Tools get model-facing names from naming.py. Imports host.mcp and errors.
+when idle (or when too many run). Tools get model-facing names from naming.py. The catalogue is a frozen value,
+built once per change of any server's tools or connection. Imports host.mcp, host.tokens and errors.
 """
 
 import os
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,7 +20,8 @@ from host.errors import ServerUnavailable, UnknownToolError
 from host.mcp.config import CHAT_ID_PLACEHOLDER, ServerConfig
 from host.mcp.connection import BACKOFF_CAP, BACKOFF_FIRST, ServerConnection, Status
 from host.mcp.naming import model_name
-from host.mcp.tools import DEFAULT_RESULT_MAX_CHARS, ToolResult, ToolSpec
+from host.mcp.tools import ToolResult, ToolSpec
+from host.tokens import count_tools_tokens
 
 if TYPE_CHECKING:  # the openai package is slow to import and only its TypedDict is needed here
     from openai.types.chat import ChatCompletionToolParam
@@ -45,6 +47,36 @@ class CatalogueEntry:
         return {"type": "function", "function": function}  # type: ignore[typeddict-item]
 
 
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """What the model is offered, frozen: the tools with their model-facing names, their chat-completions form
+    and its token cost, and the connected servers' own `instructions`. Iterating gives the entries."""
+
+    entries: tuple[CatalogueEntry, ...] = ()
+    tools: tuple["ChatCompletionToolParam", ...] = ()
+    tokens: int = 0
+    instructions: Mapping[str, str] = field(default_factory=dict)
+    by_name: Mapping[str, CatalogueEntry] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, entries: Iterable[CatalogueEntry], instructions: Mapping[str, str]) -> "Catalogue":
+        entries = tuple(entries)
+        tools = tuple(entry.openai() for entry in entries)
+        return cls(
+            entries=entries,
+            tools=tools,
+            tokens=count_tools_tokens([dict(tool) for tool in tools]),
+            instructions=dict(instructions),
+            by_name={entry.name: entry for entry in entries},
+        )
+
+    def __iter__(self) -> Iterator[CatalogueEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 class Registry:
     """`async with Registry(configs) as registry:` connects every enabled shared server, and the listing instance
     of every per-chat server, concurrently."""
@@ -53,20 +85,18 @@ class Registry:
         self,
         servers: Sequence[ServerConfig],
         *,
-        result_max_chars: int = DEFAULT_RESULT_MAX_CHARS,
         max_chat_instances: int = DEFAULT_MAX_CHAT_INSTANCES,
         backoff_first: float = BACKOFF_FIRST,
         backoff_cap: float = BACKOFF_CAP,
     ) -> None:
         self.configs = [config for config in servers if not config.disabled]
         self._by_name = {config.name: config for config in self.configs}
-        self.result_max_chars = result_max_chars
         self.max_chat_instances = max_chat_instances
         self._backoff = {"backoff_first": backoff_first, "backoff_cap": backoff_cap}
         self._listed: dict[str, ServerConnection] = {}  # a shared server, or a per-chat server's listing instance
         self._per_chat: dict[tuple[str, int], ServerConnection] = {}  # chats' own instances, but chat 0's
         self._has_chat_scope = any(config.scope == "chat" for config in self.configs)
-        self._lookup_cache: tuple[tuple[Any, ...], dict[str, CatalogueEntry]] | None = None
+        self._catalogue: tuple[tuple[Any, ...], Catalogue] | None = None
         self._owners: dict[str, str] = {}  # every model-facing name seen so far -> its server's name
         self._tasks: anyio.abc.TaskGroup | None = None
 
@@ -119,19 +149,9 @@ class Registry:
             connection.last_used = anyio.current_time()  # its idle time starts once it is up
         return connection
 
-    def health(self) -> dict[str, str]:
-        """Each enabled server's state, starting nothing: a shared server's status (starting, connected, failed,
-        stopped; the reasons stay in the log, as this may be shown to the outside); for a per-chat one its
-        listing instance's status and how many chats' own instances run."""
-        report = {}
-        for config in self.configs:
-            status = self._listed[config.name].status.value
-            if config.scope == "shared":
-                report[config.name] = status
-            else:
-                running = sum(1 for name, _chat in self._per_chat if name == config.name)
-                report[config.name] = f"{status}; per chat, {running} running"
-        return report
+    def running_instances(self, server: str) -> int:
+        """How many chats' own instances of a per-chat server run now."""
+        return sum(1 for name, _chat in self._per_chat if name == server)
 
     def _start_chat_instance(self, config: ServerConfig, chat_id: int) -> ServerConnection:
         if len(self._per_chat) >= self.max_chat_instances:
@@ -145,42 +165,40 @@ class Registry:
             os.makedirs(instance.cwd, exist_ok=True)  # a per-chat workspace exists from its first use
         return self._start(instance, chat_id)
 
-    async def catalogue(self, chat_id: int = 0) -> list[CatalogueEntry]:
-        """The tools the chat's model may call right now, with their model-facing names. The same for every chat:
-        a per-chat server's tools are those of its listing instance. Starts nothing."""
-        return list(self._lookup().values())
+    async def catalogue(self, chat_id: int = 0) -> Catalogue:
+        """The tools the chat's model may call right now. The same for every chat: a per-chat server's tools and
+        instructions are those of its listing instance. Starts nothing."""
+        return self._current()
 
-    def _lookup(self) -> dict[str, CatalogueEntry]:
-        """Model-facing name to entry; rebuilt only when a server's tools or connection changed."""
+    def _current(self) -> Catalogue:
+        """The catalogue, rebuilt only when a server's tools, connection or instructions changed."""
         connections = list(self._listed.values())
-        version = tuple((connection, connection.tools) for connection in connections)
-        if self._lookup_cache is not None and self._lookup_cache[0] == version:
-            return self._lookup_cache[1]
+        connected = [connection.status is Status.CONNECTED for connection in connections]
+        version = tuple(
+            (connection, connection.tools, up and connection.instructions)
+            for connection, up in zip(connections, connected, strict=True)
+        )
+        if self._catalogue is not None and self._catalogue[0] == version:
+            return self._catalogue[1]
         entries: dict[str, CatalogueEntry] = {}
         for connection in connections:
             for spec in connection.tools:
                 name = model_name(spec.server, spec.name, entries)
                 entries[name] = CatalogueEntry(name, spec, connection)
                 self._owners[name] = spec.server
-        self._lookup_cache = (version, entries)
-        return entries
-
-    async def openai_tools(self, chat_id: int = 0) -> list["ChatCompletionToolParam"]:
-        """The catalogue as chat-completions `tools`."""
-        return [entry.openai() for entry in await self.catalogue(chat_id)]
-
-    async def instructions(self, chat_id: int = 0) -> dict[str, str]:
-        """Each connected server's own `instructions`, by server name (a per-chat server's listing instance's)."""
-        return {
+        instructions = {
             connection.name: connection.instructions
-            for connection in self._listed.values()
-            if connection.status is Status.CONNECTED and connection.instructions
+            for connection, up in zip(connections, connected, strict=True)
+            if up and connection.instructions
         }
+        catalogue = Catalogue.of(entries.values(), instructions)
+        self._catalogue = (version, catalogue)
+        return catalogue
 
     async def call(self, name: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult:
         """Call a tool by its model-facing name, in the chat's own instance of a per-chat server (started now if
         it is not running). Raises UnknownToolError or ServerUnavailable."""
-        entry = self._lookup().get(name)
+        entry = self._current().by_name.get(name)
         if entry is not None:
             connection = await self._serving(self._by_name[entry.connection.name], chat_id)
             return await self._call(connection, entry.spec.name, arguments)
@@ -203,7 +221,7 @@ class Registry:
             started = time.perf_counter()
             result = await connection.call(tool, arguments)
             log.info("tool_called", ok=not result.is_error, ms=round((time.perf_counter() - started) * 1000, 1))
-        return result.capped(self.result_max_chars)
+        return result
 
     async def _stop_idle_instances(self) -> None:
         """Stop per-chat instances nobody used for their server's `idle_timeout`."""

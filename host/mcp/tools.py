@@ -13,7 +13,6 @@ import mcp_types
 
 from host.mcp.schema import function_parameters
 
-DEFAULT_RESULT_MAX_CHARS = 16_000
 MAX_DESCRIPTION_CHARS = 2_000  # a tool's description is the server's text in every request: capped like its notes
 # Base64 or a data: URI long enough to be a file, not a word: the model gets a note in its place.
 _BINARY_TEXT = re.compile(r"(?:data:([\w.+-]+/[\w.+-]+)?(?:;[\w=.+-]+)*;base64,)?[A-Za-z0-9+/]{256,}={0,2}")
@@ -27,20 +26,15 @@ class ToolSpec:
     name: str
     description: str
     parameters: dict[str, Any]
-    read_only: bool | None = None
-    destructive: bool | None = None
 
     @classmethod
     def from_mcp(cls, server: str, tool: mcp_types.Tool) -> "ToolSpec":
         """Raises TypeError or ValueError when the input schema cannot be made usable."""
-        annotations = tool.annotations
         return cls(
             server=server,
             name=tool.name,
             description=_capped(tool.description or tool.title or "", MAX_DESCRIPTION_CHARS),
             parameters=function_parameters(dict(tool.input_schema)),
-            read_only=annotations.read_only_hint if annotations else None,
-            destructive=annotations.destructive_hint if annotations else None,
         )
 
 
@@ -51,11 +45,11 @@ class TextPart:
 
 @dataclass(frozen=True, slots=True)
 class BinaryPart:
-    """An image, an audio clip or a binary resource: kept whole for front ends that can show it."""
+    """An image, an audio clip or a binary resource; text readers (the model, a terminal) see only its size."""
 
     kind: str  # "image", "audio" or "resource"
     mime_type: str
-    data: bytes
+    size: int  # bytes, once decoded (0 when the base64 is invalid)
     uri: str | None = None
 
 
@@ -104,27 +98,18 @@ class ToolResult:
             pieces.append(json.dumps(self.structured, ensure_ascii=False, default=str))
         return _BINARY_TEXT.sub(_binary_note, "\n".join(pieces))
 
-    def capped(self, max_chars: int = DEFAULT_RESULT_MAX_CHARS) -> "ToolResult":
-        """This result with its text cut to `max_chars` and a visible note; binary parts are kept."""
-        text = self.text()
-        if len(text) <= max_chars:
-            return self
-        note = f"\n[truncated: showing the first {max_chars} of {len(text)} characters]"
-        binary = tuple(part for part in self.parts if isinstance(part, BinaryPart))
-        return ToolResult(parts=(TextPart(text[:max_chars] + note), *binary), is_error=self.is_error)
-
 
 def _part(block: mcp_types.ContentBlock) -> Part:
     match block:
         case mcp_types.TextContent():
             return TextPart(block.text)
         case mcp_types.ImageContent() | mcp_types.AudioContent():
-            return BinaryPart(block.type, block.mime_type, _decode(block.data))
+            return BinaryPart(block.type, block.mime_type, _decoded_size(block.data))
         case mcp_types.EmbeddedResource(resource=mcp_types.TextResourceContents() as contents):
             return ResourceTextPart(str(contents.uri), contents.text, contents.mime_type)
         case mcp_types.EmbeddedResource(resource=mcp_types.BlobResourceContents() as contents):
             mime = contents.mime_type or "application/octet-stream"
-            return BinaryPart("resource", mime, _decode(contents.blob), str(contents.uri))
+            return BinaryPart("resource", mime, _decoded_size(contents.blob), str(contents.uri))
         case mcp_types.ResourceLink():
             return LinkPart(str(block.uri), block.name, block.description)
     return TextPart(f"[unsupported content: {getattr(block, 'type', type(block).__name__)}]")
@@ -146,11 +131,11 @@ def _capped(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[:max_chars].rstrip() + " [...]"
 
 
-def _decode(data: str) -> bytes:
+def _decoded_size(data: str) -> int:
     try:
-        return base64.b64decode(data, validate=True)
+        return len(base64.b64decode(data, validate=True))
     except ValueError:
-        return b""
+        return 0
 
 
 def _describe(part: Part) -> str:
@@ -164,4 +149,4 @@ def _describe(part: Part) -> str:
             return f"[link {part.name} {part.uri}{about}]"
         case BinaryPart():
             where = f" {part.uri}" if part.uri else ""
-            return f"[{part.kind}{where}: {part.mime_type}, {len(part.data)} bytes]"
+            return f"[{part.kind}{where}: {part.mime_type}, {part.size} bytes]"

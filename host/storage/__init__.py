@@ -3,7 +3,7 @@
 SQLite by default, PostgreSQL by URL. Never imports host.engine, host.mcp or host.telegram.
 """
 
-from host.storage.repository import ConversationStore, StorageError
+from host.storage.repository import ConversationStore
 from host.storage.window import StoredMessage
 
-__all__ = ["ConversationStore", "StorageError", "StoredMessage"]
+__all__ = ["ConversationStore", "StoredMessage"]

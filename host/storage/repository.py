@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from host.errors import HostError
+from host.errors import StorageError
 from host.storage import pending
 from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
@@ -29,10 +29,6 @@ from host.storage.window import StoredMessage, fit_window
 
 _RESET_ATTEMPTS = 3
 T = TypeVar("T")
-
-
-class StorageError(HostError):
-    """The conversation store could not be reached or refused an operation; the message says which."""
 
 
 def window_query(conversation_id: int, max_messages: int) -> Select[Any]:

@@ -1,7 +1,8 @@
-"""The bot's behaviour for one incoming message: answered once, commands, rate limits, a turn of the engine
-streamed back, and a short plain message for every failure the user can meet.
+"""The bot's behaviour for one incoming message in Telegram: the service's gate, commands, a turn streamed back,
+and a short plain message for every failure the user can meet.
 
-Thin on purpose: the engine decides what is said; this module decides how it reaches Telegram.
+Thin on purpose: the service and the engine decide what happens; this module decides how it reaches Telegram.
+Imports the app, the service, the errors and the Telegram package only.
 """
 
 import html
@@ -15,13 +16,9 @@ from telegram import Bot
 from telegram.error import Forbidden, TelegramError
 
 from host.app import App
-from host.engine.llm import ModelUnavailable, TextDelta
-from host.engine.loop import EngineEvent, ToolFinished, ToolStarted, TurnFinished
-from host.errors import HostError
-from host.mcp.connection import Status
-from host.ratelimit import RateLimiter
+from host.errors import HostError, ModelUnavailable, StorageError
 from host.redact import redact_clipped
-from host.storage.repository import StorageError
+from host.service import EngineEvent, Refused, Request, TextDelta, ToolFinished, ToolStarted, TurnFinished
 from host.telegram.incoming import COMMANDS, Incoming
 from host.telegram.render import split_message
 from host.telegram.reply import Reply
@@ -45,22 +42,23 @@ NO_TEXT = "Send me a question after the mention, for example: @{username} what c
 class FrontEnd:
     """Handles each Incoming to the end; never raises for a single message's failure."""
 
-    def __init__(self, app: App, bot: Bot, limiter: RateLimiter, *, admins: frozenset[int] = frozenset()) -> None:
+    def __init__(self, app: App, bot: Bot) -> None:
         self.app = app
+        self.service = app.service
         self.bot = bot
-        self.limiter = limiter
-        self.admins = admins
 
     async def handle(self, message: Incoming) -> None:
         with structlog.contextvars.bound_contextvars(
             chat_id=message.chat_id, user_id=message.user_id, update_id=message.update_id
         ):
             target = _target(message)
+            request = _request(message)
             try:
-                if message.kind != "text" and not await self.app.store.claim_update(message.update_id):
-                    log.info("update_repeated", action="ignored")
-                    return  # a text message is claimed by its turn, in the transaction that stores it
-                if message.kind == "unreadable":
+                refusal = await self.service.admit(request, turn=message.kind == "text")
+                if refusal is not None:
+                    if refusal.reason != "repeated":
+                        await self._tell(target, self._refusal_text(refusal))
+                elif message.kind == "unreadable":
                     await send_html(self.bot, target, UNREADABLE)
                 elif message.kind == "too_long":
                     log.warning("message_refused", reason="over Telegram's length limit")
@@ -68,7 +66,9 @@ class FrontEnd:
                 elif message.kind == "command":
                     await self._command(message, target)
                 else:
-                    await self._answer(message, target)
+                    await self.deliver_turn(
+                        self.service.turn(request), target, message.update_id, private=message.private
+                    )
             except Forbidden as error:  # blocked by the user, removed from the group: nobody to tell
                 log.info("chat_unreachable", error=error.message)
             except TelegramError as error:
@@ -79,6 +79,11 @@ class FrontEnd:
             except Exception:
                 log.exception("turn_failed", cause="bug")
                 await self._tell(target, FAILED)
+
+    def _refusal_text(self, refusal: Refused) -> str:
+        if refusal.reason == "empty":
+            return NO_TEXT.format(username=self.bot.username)
+        return RATE_LIMITED.format(seconds=refusal.seconds)
 
     async def abandon(self, message: Incoming) -> None:
         """The bot stops before this message's turn began: say so (it was not stored)."""
@@ -96,25 +101,6 @@ class FrontEnd:
             log.warning("reply_not_delivered", error=str(error))
 
     # -- turns ------------------------------------------------------------------------------------------------
-    async def _answer(self, message: Incoming, target: Target) -> None:
-        if not message.text.strip():
-            refusal: str | None = NO_TEXT.format(username=self.bot.username)
-        else:
-            refusal = await self._over_limit(message)
-        if refusal is not None:
-            if await self.app.store.claim_update(message.update_id):
-                await self._tell(target, refusal)
-            return
-        turn = self.app.engine.turn(
-            message.chat_id,
-            message.text,
-            user_id=message.user_id,
-            topic_id=message.topic_id,
-            update_id=message.update_id,
-            route={"message_id": message.message_id, "private": message.private},
-        )
-        await self.deliver_turn(turn, target, message.update_id, private=message.private)
-
     async def deliver_turn(
         self, turn: AsyncGenerator[EngineEvent, None], target: Target, update_id: int, *, private: bool
     ) -> None:
@@ -122,10 +108,7 @@ class FrontEnd:
         update any more (host.storage.pending: a crash before then leaves the message to crash recovery)."""
 
         async def preview_shown(message_id: int) -> None:
-            try:
-                await self.app.store.preview_shown(update_id, message_id)
-            except StorageError as error:  # only costs the "cut off" mark after a crash
-                log.warning("preview_not_recorded", error=str(error))
+            await self.service.preview_shown(update_id, message_id)
 
         reply = Reply(self.bot, target, draft_id=update_id if private else None, on_preview_message=preview_shown)
         answer, note = "", None
@@ -154,7 +137,7 @@ class FrontEnd:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_NOTE_SECONDS):
                     log.warning("turn_failed", cause="shutdown")
                     await self._tell(target, STOPPED)
-                    await self.delivered(update_id)  # the user was told to send it again
+                    await self.service.delivered(update_id)  # the user was told to send it again
                 raise
             finally:
                 previews.cancel_scope.cancel()
@@ -163,16 +146,8 @@ class FrontEnd:
         try:
             await reply.finish(answer)
         finally:
-            await self.delivered(update_id)
+            await self.service.delivered(update_id)
         log.info("reply_sent", seconds=round(time.perf_counter() - started, 3), failed=note is not None)
-
-    async def delivered(self, update_id: int) -> None:
-        """Nothing is owed for the update any more; a failure to record it is logged (it may be answered again
-        after a crash)."""
-        try:
-            await self.app.store.reply_delivered(update_id)
-        except StorageError as error:
-            log.warning("delivery_not_recorded", error=str(error))
 
     async def _run_turn(self, turn: AsyncGenerator[EngineEvent, None], reply: Reply) -> str | None:
         """The answer's text; None when the update was answered before (the engine then does nothing)."""
@@ -191,34 +166,20 @@ class FrontEnd:
 
     # -- commands ---------------------------------------------------------------------------------------------
     async def _command(self, message: Incoming, target: Target) -> None:
-        refusal = await self._over_limit(message)
-        if refusal is not None:
-            await send_html(self.bot, target, html.escape(refusal, quote=False))
-            return
         name = message.text
-        admin = message.user_id in self.admins
         if name == "reset":
-            await self.app.engine.reset(message.chat_id, message.topic_id)
+            await self.service.reset(message.chat_id, message.topic_id)
             text = "Started a new conversation. I no longer see the earlier messages."
             await send_html(self.bot, target, text)
         elif name == "tools":
             await self._send_long(target, await self._tools_text(message.chat_id))
         elif name == "servers":
+            admin = self.service.is_admin(message.user_id)
             await self._send_long(target, await self._servers_text(message.chat_id, admin=admin))
         elif name == "start":
             await send_html(self.bot, target, self._start_text(message))
         else:
             await send_html(self.bot, target, self._help_text(message))
-
-    async def _over_limit(self, message: Incoming) -> str | None:
-        """The reply for a user over the rate limit (admins never are); None when the message may go on."""
-        if message.user_id is None or message.user_id in self.admins:
-            return None
-        wait = await self.limiter.admit(message.user_id)
-        if wait <= 0:
-            return None
-        log.info("rate_limited", seconds=round(wait, 1))
-        return RATE_LIMITED.format(seconds=max(1, round(wait)))
 
     async def _send_long(self, target: Target, html_text: str) -> None:
         for index, part in enumerate(split_message(html_text)):
@@ -237,19 +198,18 @@ class FrontEnd:
 
     async def _tools_text(self, chat_id: int) -> str:
         """Each connected server's tools; the others by name and status word only."""
-        catalogue = await self.app.registry.catalogue(chat_id)
-        if not catalogue:
+        tools = await self.service.tools(chat_id)
+        if not tools:
             return "No tools are available right now. /servers shows why."
         down = [
-            f"{html.escape(connection.name)} ({connection.status.value})"
-            for connection in await self.app.registry.connections(chat_id)
-            if connection.status is not Status.CONNECTED
+            f"{html.escape(server.name)} ({server.state})"
+            for server in await self.service.servers(chat_id)
+            if not server.connected
         ]
         by_server: dict[str, list[str]] = {}
-        for entry in catalogue:
-            summary = (entry.spec.description.strip().splitlines() or [""])[0][:120]
-            line = f"• <code>{html.escape(entry.spec.name)}</code> {html.escape(summary)}".rstrip()
-            by_server.setdefault(entry.spec.server, []).append(line)
+        for tool in tools:
+            line = f"• <code>{html.escape(tool.mcp_name)}</code> {html.escape(tool.summary)}".rstrip()
+            by_server.setdefault(tool.server, []).append(line)
         blocks = [f"<b>{html.escape(server)}</b>\n" + "\n".join(lines) for server, lines in by_server.items()]
         if down:
             blocks.append("Not available right now: " + ", ".join(down))
@@ -258,19 +218,28 @@ class FrontEnd:
     async def _servers_text(self, chat_id: int, *, admin: bool = False) -> str:
         """The model and each server with a status word. A failure's reason (a server's stderr, a URL) may
         hold secrets, so only admins see it, and redacted."""
-        settings = self.app.settings
-        model_ok = await self.app.model.healthy()
+        model_ok = await self.service.model_answers()
         lines = [
-            f"{'✓' if model_ok else '✗'} model <b>{html.escape(settings.llm_model_name)}</b>: "
+            f"{'✓' if model_ok else '✗'} model <b>{html.escape(self.app.settings.llm_model_name)}</b>: "
             f"{'answering' if model_ok else 'not answering'}"
         ]
-        for connection in await self.app.registry.connections(chat_id):
-            connected = connection.status is Status.CONNECTED
-            state = f"connected, {len(connection.tools)} tools" if connected else connection.status.value
-            if admin and not connected and connection.error:
-                state += f": {redact_clipped(connection.error, REASON_MAX_CHARS)}"
-            lines.append(f"{'✓' if connected else '✗'} <b>{html.escape(connection.name)}</b>: {html.escape(state)}")
+        for server in await self.service.servers(chat_id):
+            state = f"connected, {server.tools} tools" if server.connected else server.state
+            if admin and server.reason:
+                state += f": {redact_clipped(server.reason, REASON_MAX_CHARS)}"
+            lines.append(f"{'✓' if server.connected else '✗'} <b>{html.escape(server.name)}</b>: {html.escape(state)}")
         return "\n".join(lines)
+
+
+def _request(message: Incoming) -> Request:
+    return Request(
+        chat_id=message.chat_id,
+        text=message.text,
+        topic_id=message.topic_id,
+        user_id=message.user_id,
+        update_id=message.update_id,
+        route={"message_id": message.message_id, "private": message.private},
+    )
 
 
 def _target(message: Incoming) -> Target:

@@ -16,8 +16,7 @@ import anyio
 import structlog
 from telegram.error import TelegramError
 
-from host.storage import StorageError, StoredMessage
-from host.storage.pending import LEASE, Orphan
+from host.service import Orphan
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import Incoming
 from host.telegram.reply import Reply
@@ -25,7 +24,7 @@ from host.telegram.send import Target, edit_html, send_html
 
 log = structlog.get_logger("host.telegram")
 
-RENEW_EVERY = LEASE.total_seconds() / 3
+RENEW_EVERY = 60.0  # a third of a reply's lease (host.storage.pending.LEASE)
 MAX_ATTEMPTS = 2
 CUT_OFF = "✂️ This answer was cut off when I was restarted."
 TOO_LATE = "⚠️ I was restarted and could not answer your message from {time}. Please send it again."
@@ -39,7 +38,7 @@ class Recovery:
 
     def __init__(self, front: FrontEnd, *, alone: bool) -> None:
         self.front = front
-        self.store = front.app.store
+        self.service = front.service
         self.window = timedelta(seconds=front.app.settings.recover_window_seconds)
         self.alone = alone
 
@@ -55,22 +54,11 @@ class Recovery:
             return
         while True:
             await anyio.sleep(RENEW_EVERY)
-            try:
-                await self.store.renew_leases()
-            except StorageError as error:
-                log.warning("leases_not_renewed", error=str(error))
-                continue
-            await self._claim(submit, lapsed_only=True)
+            if await self.service.renew_leases():
+                await self._claim(submit, lapsed_only=True)
 
     async def _claim(self, submit: Callable[[Orphan], None], *, lapsed_only: bool) -> None:
-        try:
-            orphans = await self.store.claim_orphans(lapsed_only=lapsed_only)
-        except StorageError as error:
-            log.warning("unanswered_not_claimed", error=str(error))
-            return
-        if orphans or not lapsed_only:
-            log.info("unanswered_claimed", count=len(orphans))
-        for orphan in orphans:
+        for orphan in await self.service.claim_orphans(lapsed_only=lapsed_only):
             submit(orphan)
 
     async def handle(self, item: Incoming | Orphan) -> None:
@@ -84,7 +72,7 @@ class Recovery:
                 await self._recover(item)
             except TelegramError as error:
                 log.warning("reply_not_delivered", error=str(error))
-                await self.front.delivered(item.update_id)
+                await self.service.delivered(item.update_id)
 
     async def abandon(self, item: Incoming | Orphan) -> None:
         """The bot stops first: an Incoming is told so; an Orphan stays owed, for the next start."""
@@ -108,26 +96,16 @@ class Recovery:
             try:
                 await Reply(bot, target, draft_id=None).finish(orphan.answer)
             finally:
-                await self.front.delivered(orphan.update_id)
+                await self.service.delivered(orphan.update_id)
         elif age > self.window or orphan.attempts > MAX_ATTEMPTS:
             log.warning("message_not_recovered", age_seconds=round(age.total_seconds()), attempts=orphan.attempts)
             try:
                 await send_html(bot, target, html.escape(TOO_LATE.format(time=_when(orphan.created_at)), quote=False))
             finally:
-                await self.front.delivered(orphan.update_id)
+                await self.service.delivered(orphan.update_id)
         else:
             log.info("turn_recovered")
-            message = StoredMessage(
-                role="user",
-                content=orphan.text,
-                tool_calls=None,
-                tool_call_id=None,
-                token_count=orphan.token_count,
-                id=orphan.message_id,
-                created_at=orphan.created_at,
-            )
-            turn = self.front.app.engine.resume(orphan.chat_id, orphan.topic_id, orphan.conversation_id, message)
-            await self.front.deliver_turn(turn, target, orphan.update_id, private=private)
+            await self.front.deliver_turn(self.service.resume(orphan), target, orphan.update_id, private=private)
 
 
 def _when(moment: datetime) -> str:

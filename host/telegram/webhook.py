@@ -1,4 +1,5 @@
-"""The webhook: a small Starlette app that takes updates from Telegram and reports the bot's health.
+"""The webhook: a small Starlette app that takes updates from Telegram and reports the bot's health, and
+`serving_webhook`, which listens, serves it and registers it with setWebhook.
 
 POST <path of TELEGRAM_WEBHOOK_URL>: an update, accepted only with the right X-Telegram-Bot-Api-Secret-Token
 (compared in constant time, else 403); a body over MAX_UPDATE_BYTES gets 413 before it is read, one that is not
@@ -8,23 +9,33 @@ an update gets 400. GET /health: the process is alive. GET /ready: the database,
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from telegram import Bot, Update
+from telegram.error import TelegramError
 
+from host.app import App
+from host.errors import ConfigError, HostError
 from host.log import Throttle
 from host.redact import redact_clipped
-from host.telegram.webserver import refused
+from host.telegram.webserver import Limits, WebServer, refused
+
+log = structlog.get_logger("host.telegram")
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 MAX_UPDATE_BYTES = 1 << 20  # Telegram's updates are a few kilobytes
 READY_CACHE_SECONDS = 5.0
+TELEGRAM_MAX_CONNECTIONS = 100  # the most setWebhook accepts
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
@@ -115,3 +126,60 @@ class _Cached:
                 self._result = await self.check()
                 self._at = anyio.current_time()
             return self._result
+
+
+@asynccontextmanager
+async def serving_webhook(
+    app: App, bot: Bot, accept: Callable[[Update], None], *, allowed_updates: list[str]
+) -> AsyncIterator[None]:
+    """Serve the webhook app, then register it with setWebhook. The webhook stays registered on the way out:
+    other replicas may still be serving it."""
+    settings = app.settings
+    assert settings.telegram_webhook_url is not None and settings.telegram_webhook_secret is not None
+    secret = settings.telegram_webhook_secret.get_secret_value()
+    path = urlsplit(settings.telegram_webhook_url).path or "/"
+    refusals = Throttle()
+    web = webhook_app(
+        path=path, secret=secret, bot=bot, accept=accept, readiness=lambda: _readiness(app), refusals=refusals
+    )
+    try:
+        listener = socket.create_server((settings.webhook_host, settings.webhook_port), backlog=1024)
+    except OSError as error:
+        address = f"{settings.webhook_host}:{settings.webhook_port}"
+        raise ConfigError(f"WEBHOOK_HOST/WEBHOOK_PORT: cannot listen on {address}: {error.strerror}") from None
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    limits = Limits(max_connections=settings.webhook_max_connections, read_timeout=settings.webhook_read_timeout)
+    server = WebServer(web, limits, refusals)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(server.serve, [listener])
+        try:
+            try:
+                await bot.set_webhook(
+                    settings.telegram_webhook_url,
+                    secret_token=secret,
+                    allowed_updates=allowed_updates,
+                    max_connections=min(TELEGRAM_MAX_CONNECTIONS, settings.webhook_max_connections),
+                )
+            except TelegramError as error:
+                raise HostError(f"setWebhook for TELEGRAM_WEBHOOK_URL failed: {error}") from None
+            log.info("webhook_registered", path=path, port=settings.webhook_port)
+            yield
+        finally:
+            server.should_exit = True
+
+
+async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:
+    """/ready's answer: the service's readiness as JSON, a server's state without its reason (anyone may ask)."""
+    ready = await app.service.readiness()
+    servers = {
+        server.name: server.state
+        if server.running_per_chat is None
+        else f"{server.state}; per chat, {server.running_per_chat} running"
+        for server in ready.servers
+    }
+    report = {
+        "database": "ok" if ready.database else "unavailable",
+        "model": "ok" if ready.model else "unavailable",
+        "servers": servers,
+    }
+    return ready.ready, report

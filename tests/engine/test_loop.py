@@ -9,8 +9,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from host.engine.llm import ChatModel, ModelSettings, ModelUnavailable, TextDelta
-from host.engine.loop import Engine, EngineEvent, EngineSettings, ToolFinished, ToolStarted, TurnFinished
+from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
+from host.engine.llm import ChatModel, ModelSettings, TextDelta
+from host.engine.loop import Engine, EngineSettings
+from host.errors import ModelUnavailable
 from host.mcp.config import parse_servers
 from host.mcp.registry import Registry
 from host.storage import ConversationStore

@@ -11,8 +11,9 @@ import pytest
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
+from host.engine.events import TurnFinished
 from host.engine.llm import ChatModel, ModelSettings, TextDelta
-from host.engine.loop import Engine, EngineSettings, TurnFinished
+from host.engine.loop import Engine, EngineSettings
 from host.mcp.registry import Registry
 from host.storage import ConversationStore
 from tests.conftest import free_port

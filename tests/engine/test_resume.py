@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
+from host.engine.events import TurnFinished
 from host.engine.llm import ChatModel, ModelSettings
-from host.engine.loop import Engine, EngineSettings, TurnFinished
+from host.engine.loop import Engine, EngineSettings
 from host.mcp.config import parse_servers
 from host.mcp.registry import Registry
 from host.storage import ConversationStore, StoredMessage

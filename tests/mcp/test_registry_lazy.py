@@ -48,15 +48,14 @@ async def test_fifty_talking_chats_share_one_listing_process_and_a_call_starts_i
             for chat_id in range(1, 51):  # what the engine asks for at the start of every turn
                 names = {entry.name for entry in await registry.catalogue(chat_id)}
                 assert {"files__read_file", "files__write_file"} <= names
-                await registry.instructions(chat_id)
             assert child_processes() == listing
-            assert registry.health() == {"files": "connected; per chat, 0 running"}
+            assert registry.running_instances("files") == 0
 
             written = await registry.call("files__write_file", {"file_path": "notes.txt", "content": "seven"}, 7)
             assert not written.is_error, written.text()
             assert (workspaces / "7" / "notes.txt").read_text() == "seven"
             assert len(child_processes()) == 2
-            assert registry.health() == {"files": "connected; per chat, 1 running"}
+            assert registry.running_instances("files") == 1
             read = await registry.call("files__read_file", {"file_path": "notes.txt"}, 7)
             assert read.text() == "seven"
             assert len(child_processes()) == 2  # the chat's instance is reused
@@ -87,7 +86,7 @@ async def test_instructions_and_list_changes_come_from_the_listing_instance(writ
     config = write_config({"mine": peer_server() | {"scope": "chat"}})
     with anyio.fail_after(30):
         async with Registry(load_servers(config)) as registry:
-            assert (await registry.instructions(5)) == {"mine": "Test server: use echo to repeat text."}
+            assert (await registry.catalogue(5)).instructions == {"mine": "Test server: use echo to repeat text."}
             assert len(child_processes()) == 1
             await registry.call("mine__grow", {"name": "everyone"}, 0)  # chat 0's instance is the listing instance
             [listing] = await registry.connections(5)

@@ -11,7 +11,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from host.storage import ConversationStore, StorageError, StoredMessage
+from host.errors import StorageError
+from host.storage import ConversationStore, StoredMessage
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,8 @@ from typing import Any
 import anyio
 import pytest
 
-from host.storage import ConversationStore, StorageError, StoredMessage
+from host.errors import StorageError
+from host.storage import ConversationStore, StoredMessage
 from host.storage.models import utcnow
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from telegram import Bot
 
 from host.app import open_app
-from host.ratelimit import open_rate_limiter
 from host.settings import Settings
 from host.storage import ConversationStore, StoredMessage
 from host.storage.models import Message, PendingReply, utcnow
@@ -127,10 +126,9 @@ async def test_a_stored_answer_is_delivered_as_it_is_and_a_message_that_keeps_cr
         settings = Settings(_env_file=None, database_url=url, llm_base_url=model.base_url, mcp_servers_config=config)
         async with (
             open_app(settings) as app,
-            open_rate_limiter(None, user_limit=10, global_limit=10, window=60) as limiter,
             Bot(api.token, base_url=api.base_url) as bot,
         ):
-            recovery = Recovery(FrontEnd(app, bot, limiter), alone=True)
+            recovery = Recovery(FrontEnd(app, bot), alone=True)
             owed: list[Orphan] = []
             await recovery.start(owed.append)
             for orphan in owed:
@@ -156,11 +154,10 @@ async def test_a_webhook_replica_takes_over_what_a_dead_one_owed_once_its_lease_
         async with (
             ConversationStore.open(url) as other,  # another replica, alive at first
             open_app(settings) as app,
-            open_rate_limiter(None, user_limit=10, global_limit=10, window=60) as limiter,
             Bot(api.token, base_url=api.base_url) as bot,
         ):
             await other.begin_turn(7, 0, StoredMessage("user", "q", None, None, 3), 7, update_id=70, route=route)
-            recovery = Recovery(FrontEnd(app, bot, limiter), alone=False)
+            recovery = Recovery(FrontEnd(app, bot), alone=False)
             owed: list[Orphan] = []
             await recovery.start(owed.append)
             assert owed == []  # its lease runs: that replica may be answering it right now

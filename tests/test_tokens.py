@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from host.engine.tokens import MESSAGE_OVERHEAD, count_message_tokens, count_tokens, count_tools_tokens
+from host.tokens import MESSAGE_OVERHEAD, count_message_tokens, count_tokens, count_tools_tokens
 
 SAMPLES = {
     "prose": (

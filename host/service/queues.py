@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 import structlog
 
-log = structlog.get_logger("host.telegram")
+log = structlog.get_logger("host.service")
 
 T = TypeVar("T")
 

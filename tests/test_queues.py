@@ -4,7 +4,7 @@ does not stop its chat."""
 import anyio
 import pytest
 
-from host.telegram.queues import ChatQueues
+from host.service.queues import ChatQueues
 
 pytestmark = pytest.mark.anyio
 

@@ -4,12 +4,7 @@ running turns SHUTDOWN_GRACE_SECONDS to finish, and close everything (MCP server
 """
 
 import signal
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -21,28 +16,20 @@ from telegram.request import HTTPXRequest
 from host import log as logs
 from host.app import App, open_app
 from host.errors import ConfigError, HostError
-from host.ratelimit import open_rate_limiter
 from host.redact import redact
+from host.service import ChatQueues, Orphan
 from host.settings import Settings
-from host.storage.pending import Orphan
-from host.storage.repository import StorageError
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
 from host.telegram.polling import polling
-from host.telegram.queues import ChatQueues
 from host.telegram.recovery import Recovery
-from host.telegram.webhook import webhook_app
-from host.telegram.webserver import Limits, WebServer
+from host.telegram.webhook import serving_webhook
 
 log = structlog.get_logger("host.telegram")
 
 ALLOWED_UPDATES = ["message"]
 CONNECTIONS = 256  # to the Bot API, shared by all chats' replies
 CLOSE_SECONDS = 10.0  # for each step of closing that talks to Telegram
-READY_SECONDS = 5.0
-TELEGRAM_MAX_CONNECTIONS = 100  # the most setWebhook accepts
-KEEP_UPDATES = timedelta(days=2)
-FORGET_EVERY = 6 * 3600.0
 
 
 async def run_bot(settings: Settings) -> int:
@@ -123,17 +110,9 @@ async def _run(settings: Settings, token: str, stop: _Stop) -> None:
     bot = _bot(settings, token)
     try:
         identity = await _sign_in(bot, settings)
-        async with (
-            open_app(settings) as app,
-            open_rate_limiter(
-                settings.redis_url,
-                user_limit=settings.rate_limit_user_requests,
-                global_limit=settings.rate_limit_global_requests,
-                window=settings.rate_limit_user_window,
-            ) as limiter,
-        ):
+        async with open_app(settings) as app:
             await _register_commands(bot)
-            front = FrontEnd(app, bot, limiter, admins=frozenset(settings.admin_user_ids))
+            front = FrontEnd(app, bot)
             await _serve(app, bot, identity, front, stop)
             stop.closing = True
         if stop.failure is not None:
@@ -199,11 +178,11 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
             if message is not None:
                 queues.submit((message.chat_id, message.topic_id), message)
 
-        chores.start_soon(_forget_old_updates, app)
+        chores.start_soon(app.service.forget_old_updates)
         await recovery.start(owed)  # before the first update is read: a chat's older message goes first
         chores.start_soon(recovery.keep, owed)
         source = (
-            _webhook(app, bot, accept)
+            serving_webhook(app, bot, accept, allowed_updates=ALLOWED_UPDATES)
             if settings.telegram_webhook_url
             else polling(
                 bot,
@@ -222,77 +201,6 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
             log.warning("shutdown_grace_over", cancelling=queues.busy)
         chores.cancel_scope.cancel()
     log.info("bot_stopped")
-
-
-async def _forget_old_updates(app: App) -> None:
-    """Claimed update ids are kept for KEEP_UPDATES: long enough for any redelivery (Telegram keeps updates for
-    24 hours), short enough that Telegram's random restart of ids after a quiet week never meets an old one."""
-    while True:
-        try:
-            forgotten = await app.store.forget_updates(datetime.now(UTC) - KEEP_UPDATES)
-            log.info("old_updates_forgotten", count=forgotten)
-        except StorageError as error:
-            log.warning("old_updates_not_forgotten", error=str(error))
-        await anyio.sleep(FORGET_EVERY)
-
-
-@asynccontextmanager
-async def _webhook(app: App, bot: Bot, accept: Callable[[Update], None]) -> AsyncIterator[None]:
-    """Serve the webhook app, then register it with setWebhook. The webhook stays registered on the way out:
-    other replicas may still be serving it."""
-    settings = app.settings
-    assert settings.telegram_webhook_url is not None and settings.telegram_webhook_secret is not None
-    secret = settings.telegram_webhook_secret.get_secret_value()
-    path = urlsplit(settings.telegram_webhook_url).path or "/"
-    refusals = logs.Throttle()
-    web = webhook_app(
-        path=path, secret=secret, bot=bot, accept=accept, readiness=lambda: _readiness(app), refusals=refusals
-    )
-    try:
-        listener = socket.create_server((settings.webhook_host, settings.webhook_port), backlog=1024)
-    except OSError as error:
-        address = f"{settings.webhook_host}:{settings.webhook_port}"
-        raise ConfigError(f"WEBHOOK_HOST/WEBHOOK_PORT: cannot listen on {address}: {error.strerror}") from None
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    limits = Limits(max_connections=settings.webhook_max_connections, read_timeout=settings.webhook_read_timeout)
-    server = WebServer(web, limits, refusals)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(server.serve, [listener])
-        try:
-            try:
-                await bot.set_webhook(
-                    settings.telegram_webhook_url,
-                    secret_token=secret,
-                    allowed_updates=ALLOWED_UPDATES,
-                    max_connections=min(TELEGRAM_MAX_CONNECTIONS, settings.webhook_max_connections),
-                )
-            except TelegramError as error:
-                raise HostError(f"setWebhook for TELEGRAM_WEBHOOK_URL failed: {error}") from None
-            log.info("webhook_registered", path=path, port=settings.webhook_port)
-            yield
-        finally:
-            server.should_exit = True
-
-
-async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:
-    """The database and the model checked at the same time, each for at most READY_SECONDS. Anyone may ask,
-    so the model is asked only for its list of models, never for a completion."""
-    results = {"database": False, "model": False}
-
-    async def check(name: str, probe: Callable[[], Awaitable[bool]]) -> None:
-        with anyio.move_on_after(READY_SECONDS):
-            results[name] = await probe()
-
-    async with anyio.create_task_group() as checks:
-        checks.start_soon(check, "database", app.store.healthy)
-        checks.start_soon(check, "model", lambda: app.model.healthy(generate=False))
-    database, model = results["database"], results["model"]
-    report = {
-        "database": "ok" if database else "unavailable",
-        "model": "ok" if model else "unavailable",
-        "servers": app.registry.health(),
-    }
-    return database and model, report
 
 
 def _public_address(url: str) -> str:

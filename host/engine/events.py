@@ -1,0 +1,35 @@
+"""What a turn reports as it runs: the model's deltas (from the model client), tools starting and finishing,
+and the turn's end with its answer. Values only; front ends format them."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from host.engine.llm import ReasoningDelta, TextDelta, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    call_id: str
+    server: str
+    tool: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFinished:
+    call_id: str
+    server: str
+    tool: str
+    ok: bool
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished:
+    text: str
+    usage: Usage
+    tool_calls: int
+    refused: bool = False  # the message was not taken (it cannot fit the context): `text` says why; nothing stored
+
+
+EngineEvent = TextDelta | ReasoningDelta | ToolStarted | ToolFinished | TurnFinished

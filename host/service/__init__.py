@@ -1,0 +1,31 @@
+"""The service layer between the front ends (Telegram, the terminal) and the engine: the gate, the one claim of
+every update, the one per-chat serialiser (ChatQueues), turns, replies owed, and status values to format.
+
+This package's names are the front ends' whole view of the layers below: the values they format and the events a
+turn yields are imported from here. Imports the engine, the MCP registry, storage and the rate limiter.
+"""
+
+from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
+from host.engine.llm import ReasoningDelta, TextDelta
+from host.service.gate import Refused, Request
+from host.service.queues import ChatQueues
+from host.service.service import Service
+from host.service.status import Readiness, ServerStatus, ToolInfo
+from host.storage.pending import Orphan
+
+__all__ = [
+    "ChatQueues",
+    "EngineEvent",
+    "Orphan",
+    "Readiness",
+    "ReasoningDelta",
+    "Refused",
+    "Request",
+    "ServerStatus",
+    "Service",
+    "TextDelta",
+    "ToolFinished",
+    "ToolInfo",
+    "ToolStarted",
+    "TurnFinished",
+]

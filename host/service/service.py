@@ -1,0 +1,154 @@
+"""The one path from any front end to the engine: the gate (claim, empty text, rate limit, admin rules), turns
+and resumed turns, the replies owed after a crash and their leases, the chores that keep claimed updates
+bounded, and the status values front ends format. Front ends import this package, the app and the errors only.
+"""
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import structlog
+
+from host.engine.events import EngineEvent, TurnFinished
+from host.engine.llm import ChatModel
+from host.engine.loop import Engine
+from host.errors import StorageError
+from host.mcp.registry import Registry
+from host.ratelimit import RateLimiter
+from host.service import status
+from host.service.gate import Gate, Refused, Request
+from host.storage import ConversationStore, StoredMessage
+from host.storage.pending import Orphan
+
+log = structlog.get_logger("host.service")
+
+KEEP_UPDATES = timedelta(days=2)
+FORGET_EVERY = 6 * 3600.0
+
+
+class Service:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: Registry,
+        store: ConversationStore,
+        model: ChatModel,
+        limiter: RateLimiter,
+        *,
+        admins: frozenset[int] = frozenset(),
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.store = store
+        self.model = model
+        self.gate = Gate(store, limiter, admins)
+
+    # -- the gate ---------------------------------------------------------------------------------------------
+    def is_admin(self, user_id: int | None) -> bool:
+        return self.gate.is_admin(user_id)
+
+    async def admit(self, request: Request, *, turn: bool) -> Refused | None:
+        """None when the request may go on (see Gate.admit)."""
+        return await self.gate.admit(request, turn=turn)
+
+    async def claim(self, request: Request) -> bool:
+        """The one claim of an update the bot answers without a turn; False for a repeated delivery."""
+        return await self.gate.claim(request)
+
+    # -- turns ------------------------------------------------------------------------------------------------
+    async def turn(self, request: Request) -> AsyncGenerator[EngineEvent, None]:
+        """The engine's turn for an admitted request. A message refused before it was stored (it cannot fit the
+        context) is claimed here, so a repeated delivery yields nothing, as a repeated stored one does."""
+        turn = self.engine.turn(
+            request.chat_id,
+            request.text,
+            user_id=request.user_id,
+            topic_id=request.topic_id,
+            update_id=request.update_id,
+            route=request.route,
+        )
+        async with aclosing(turn) as events:
+            async for event in events:
+                if isinstance(event, TurnFinished) and event.refused and not await self.claim(request):
+                    return
+                yield event
+
+    def resume(self, orphan: Orphan) -> AsyncGenerator[EngineEvent, None]:
+        """The turn of a stored message whose reply a crash left owed, run again on the stored history."""
+        message = StoredMessage(
+            role="user",
+            content=orphan.text,
+            tool_calls=None,
+            tool_call_id=None,
+            token_count=orphan.token_count,
+            id=orphan.message_id,
+            created_at=orphan.created_at,
+        )
+        return self.engine.resume(orphan.chat_id, orphan.topic_id, orphan.conversation_id, message)
+
+    async def reset(self, chat_id: int, topic_id: int = 0) -> None:
+        """A new conversation in the chat; the old one stays stored but leaves the window."""
+        await self.engine.reset(chat_id, topic_id)
+
+    # -- replies owed -----------------------------------------------------------------------------------------
+    async def preview_shown(self, update_id: int, message_id: int) -> None:
+        """Remember the preview message of a reply owed; a failure only costs its "cut off" mark after a crash."""
+        try:
+            await self.store.preview_shown(update_id, message_id)
+        except StorageError as error:
+            log.warning("preview_not_recorded", error=str(error))
+
+    async def delivered(self, update_id: int) -> None:
+        """Nothing is owed for the update any more; a failure to record it is logged (it may be answered again
+        after a crash)."""
+        try:
+            await self.store.reply_delivered(update_id)
+        except StorageError as error:
+            log.warning("delivery_not_recorded", error=str(error))
+
+    async def claim_orphans(self, *, lapsed_only: bool) -> list[Orphan]:
+        """The replies owed that are this process's to deliver now; none when the database does not answer."""
+        try:
+            orphans = await self.store.claim_orphans(lapsed_only=lapsed_only)
+        except StorageError as error:
+            log.warning("unanswered_not_claimed", error=str(error))
+            return []
+        if orphans or not lapsed_only:
+            log.info("unanswered_claimed", count=len(orphans))
+        return orphans
+
+    async def renew_leases(self) -> bool:
+        try:
+            await self.store.renew_leases()
+        except StorageError as error:
+            log.warning("leases_not_renewed", error=str(error))
+            return False
+        return True
+
+    async def forget_old_updates(self) -> None:
+        """Forever: claimed update ids are kept for KEEP_UPDATES, long enough for any redelivery (Telegram keeps
+        updates for 24 hours), short enough that Telegram's random restart of ids after a quiet week never meets
+        an old one."""
+        while True:
+            try:
+                forgotten = await self.store.forget_updates(datetime.now(UTC) - KEEP_UPDATES)
+                log.info("old_updates_forgotten", count=forgotten)
+            except StorageError as error:
+                log.warning("old_updates_not_forgotten", error=str(error))
+            await anyio.sleep(FORGET_EVERY)
+
+    # -- status -----------------------------------------------------------------------------------------------
+    async def servers(self, chat_id: int = 0) -> list[status.ServerStatus]:
+        return await status.servers(self.registry, chat_id)
+
+    async def tools(self, chat_id: int = 0) -> list[status.ToolInfo]:
+        return status.tools(await self.registry.catalogue(chat_id))
+
+    async def model_answers(self) -> bool:
+        """Whether the model answers (a 1-token completion when it does not list itself). Never raises."""
+        return await self.model.healthy()
+
+    async def readiness(self) -> status.Readiness:
+        """For probes anyone may send: the model is asked only for its list of models, never for a completion."""
+        return await status.readiness(self.registry, self.store.healthy, lambda: self.model.healthy(generate=False))

@@ -1,0 +1,141 @@
+"""The service in process: the gate (one claim per update, empty text, rate limits, admins), turns refused before
+they are stored answered once, one chat's messages answered one after the other through ChatQueues, and the
+status values front ends format. A real SQLite store and engine; the model is a scripted ChatModel in process."""
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+
+from host.engine.llm import Completion, ModelEvent, TextDelta
+from host.engine.loop import Engine, EngineSettings
+from host.mcp.config import load_servers
+from host.mcp.registry import Registry
+from host.ratelimit import MemoryRateLimiter
+from host.service import ChatQueues, Refused, Request, Service, TurnFinished
+from host.storage import ConversationStore
+
+pytestmark = pytest.mark.anyio
+
+
+class ScriptedModel:
+    """Answers "answer to <last user text>" after `delay` seconds; records the messages of every request."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.requests: list[list[ChatCompletionMessageParam]] = []
+
+    async def complete(
+        self, messages: list[ChatCompletionMessageParam], tools: list[ChatCompletionToolParam] | None = None
+    ) -> AsyncGenerator[ModelEvent, None]:
+        self.requests.append(list(messages))
+        await anyio.sleep(self.delay)  # the model's own time to answer, not a synchronisation
+        text = f"answer to {messages[-1].get('content')}"
+        yield TextDelta(text)
+        yield Completion(text=text, reasoning="", tool_calls=(), usage=None, finish_reason="stop")
+
+    async def healthy(self, *, generate: bool = True) -> bool:
+        return True
+
+
+@asynccontextmanager
+async def service_for(
+    tmp_path: Path,
+    model: ScriptedModel,
+    *,
+    user_limit: int = 100,
+    admins: Sequence[int] = (),
+    servers: dict[str, Any] | None = None,
+    max_context_tokens: int = 8000,
+) -> AsyncIterator[Service]:
+    config = tmp_path / "mcp_servers.json"
+    config.write_text(json.dumps({"mcpServers": servers or {}}))
+    settings = EngineSettings(system_prompt="Be brief.", max_context_tokens=max_context_tokens, answer_tokens=500)
+    with anyio.fail_after(30):
+        async with (
+            ConversationStore.open(f"sqlite+aiosqlite:///{tmp_path}/bot.db") as store,
+            Registry(load_servers(config), backoff_first=30, backoff_cap=30) as registry,
+        ):
+            engine = Engine(model, registry, store, settings)  # type: ignore[arg-type]
+            limiter = MemoryRateLimiter(user_limit, 1000, 60)
+            yield Service(engine, registry, store, model, limiter, admins=frozenset(admins))  # type: ignore[arg-type]
+
+
+async def answer(service: Service, request: Request) -> list[str]:
+    return [event.text async for event in service.turn(request) if isinstance(event, TurnFinished)]
+
+
+async def test_each_update_is_claimed_once_whatever_the_bot_does_with_it(tmp_path: Path) -> None:
+    async with service_for(tmp_path, ScriptedModel()) as service:
+        command = Request(chat_id=1, text="help", user_id=1, update_id=10)
+        assert await service.admit(command, turn=False) is None
+        assert await service.admit(command, turn=False) == Refused("repeated")
+        empty = Request(chat_id=1, text="  ", user_id=1, update_id=11)
+        assert await service.admit(empty, turn=True) == Refused("empty")
+        assert await service.admit(empty, turn=True) == Refused("repeated")
+        text = Request(chat_id=1, text="hello", user_id=1, update_id=12)
+        assert await service.admit(text, turn=True) is None  # a turn is claimed with its stored message
+        assert await answer(service, text) == ["answer to hello"]
+        assert await service.admit(text, turn=True) is None
+        assert await answer(service, text) == []  # delivered twice: answered once
+        assert await service.claim(Request(chat_id=1, update_id=13)) and not await service.claim(
+            Request(chat_id=1, update_id=13)
+        )
+
+
+async def test_a_message_that_cannot_fit_the_context_is_refused_once(tmp_path: Path) -> None:
+    model = ScriptedModel()
+    async with service_for(tmp_path, model, max_context_tokens=1000) as service:
+        long = Request(chat_id=2, text="1 " * 3_000, user_id=2, update_id=20)
+        [refusal] = await answer(service, long)
+        assert refusal.startswith("⚠️ Your message is too long for me")
+        assert await answer(service, long) == []
+    assert model.requests == []
+
+
+async def test_the_rate_limit_spares_admins_and_the_terminal(tmp_path: Path) -> None:
+    async with service_for(tmp_path, ScriptedModel(), user_limit=1, admins=[7]) as service:
+        assert await service.admit(Request(chat_id=1, text="a", user_id=1, update_id=1), turn=True) is None
+        limited = await service.admit(Request(chat_id=1, text="b", user_id=1, update_id=2), turn=True)
+        assert limited is not None and limited.reason == "rate_limited" and 1 <= limited.seconds <= 60
+        assert await service.admit(Request(chat_id=1, text="c", user_id=1, update_id=2), turn=True) == Refused(
+            "repeated"
+        )
+        for update in (3, 4, 5):
+            assert await service.admit(Request(chat_id=7, text="x", user_id=7, update_id=update), turn=True) is None
+            assert await service.admit(Request(chat_id=0, text="x"), turn=True) is None
+        assert service.is_admin(7) and not service.is_admin(1) and not service.is_admin(None)
+
+
+async def test_two_messages_in_one_chat_are_answered_one_after_the_other(tmp_path: Path) -> None:
+    model = ScriptedModel(delay=0.2)
+    answers: list[str] = []
+    async with service_for(tmp_path, model) as service:
+
+        async def handle(request: Request) -> None:
+            answers.extend(await answer(service, request))
+
+        async with ChatQueues[Request](handle) as queues:
+            for text in ("one", "two"):
+                queues.submit((3, 0), Request(chat_id=3, text=text, user_id=3))
+            with anyio.fail_after(10):
+                assert await queues.finish(10)
+    assert answers == ["answer to one", "answer to two"]
+    roles = [message["role"] for message in model.requests[1]]
+    assert roles == ["system", "user", "assistant", "user"]  # the second was asked after the first was answered
+
+
+async def test_status_values_name_each_server_and_the_reason_it_is_down_redacted(tmp_path: Path) -> None:
+    broken = {"command": "/nonexistent/server", "env": {"API_KEY": "sk-secret"}, "args": ["--token=abcdef123456"]}
+    async with service_for(tmp_path, ScriptedModel(), servers={"broken": broken}) as service:
+        [server] = await service.servers()
+        assert (server.name, server.transport, server.connected, server.tools) == ("broken", "stdio", False, 0)
+        assert server.state == "failed" and server.reason and "abcdef123456" not in server.reason
+        assert await service.tools() == []
+        ready = await service.readiness()
+        assert ready.ready and ready.servers == (server,)
