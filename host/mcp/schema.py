@@ -6,7 +6,7 @@ never mutates its input; raises TypeError or ValueError on a schema it cannot ma
 """
 
 import copy
-from typing import Any
+from typing import Any, TypeGuard
 
 _COMBINATORS = ("anyOf", "oneOf", "allOf")
 _DROPPED_KEYS = ("$schema", "$id")
@@ -71,7 +71,7 @@ def _resolve(branch: Any, root: dict[str, Any]) -> Any:
     return branch
 
 
-def _is_name_list(value: Any) -> bool:
+def _is_name_list(value: Any) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 

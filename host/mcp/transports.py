@@ -118,7 +118,8 @@ async def _streamable_http(config: ServerConfig, wire: Wire) -> AsyncIterator[Tr
 @asynccontextmanager
 async def _watched(transport: Transport, wire: Wire) -> AsyncIterator[TransportStreams]:
     async with transport as (read_stream, write_stream):
-        yield _WatchedReadStream(read_stream, wire), _WatchedWriteStream(write_stream, wire)
+        # The watched streams speak the SDK's stream protocols by delegation; pyright cannot match their __aexit__.
+        yield _WatchedReadStream(read_stream, wire), _WatchedWriteStream(write_stream, wire)  # pyright: ignore[reportReturnType]
     wire.ended.set()
 
 

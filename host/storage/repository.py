@@ -31,7 +31,7 @@ _RESET_ATTEMPTS = 3
 T = TypeVar("T")
 
 
-def window_query(conversation_id: int, max_messages: int) -> Select[Any]:
+def window_query(conversation_id: int, max_messages: int) -> Select[*tuple[Any, ...]]:
     """The one query behind a window: the newest rows by the (conversation_id, id) index, newest first."""
     return (
         select(
@@ -189,26 +189,6 @@ class ConversationStore:
             async with self._engine.connect() as connection:
                 rows = (await connection.execute(window_query(conversation_id, max_messages))).all()
         return fit_window([_stored(row) for row in rows], max_tokens)
-
-    async def user_preferences(self, user_id: int) -> dict[str, Any]:
-        """The user's preferences; {} for a user never seen or never set."""
-        with _translated("read the user's preferences"):
-            async with self._engine.connect() as connection:
-                found = await connection.scalar(select(User.preferences).where(User.id == user_id))
-        return dict(found) if found else {}
-
-    async def set_user_preferences(self, user_id: int, prefs: dict[str, Any]) -> None:
-        """Replace the user's preferences (the user is recorded if new)."""
-
-        def work(connection: Connection) -> None:
-            statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences=prefs)
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["id"], set_={"preferences": statement.excluded.preferences}
-                )
-            )
-
-        await self._write("store the user's preferences", work)
 
     async def claim_update(self, update_id: int) -> bool:
         """True the first time an update id is claimed, False ever after (atomic, and across restarts)."""

@@ -23,7 +23,7 @@ from servers.database.limits import Limits
 from servers.database.pg_backends import StoppedBackends
 from servers.database.postgres import run_postgresql
 from servers.database.results import QueryResult
-from servers.database.rows import TOO_DEEP, QueryError
+from servers.database.rows import TOO_DEEP, QueryError, Rows
 from servers.database.sqlite import SqliteWorkers
 
 __all__ = ["Database", "QueryError"]
@@ -77,6 +77,7 @@ class Database:
             raw = await connection.get_raw_connection()
             driver: Any = raw.driver_connection
             pid = driver.get_server_pid()
+            fetched: tuple[list[str], Rows] | None = None
             with anyio.move_on_after(limits.statement_timeout + CLIENT_GRACE_SECONDS) as deadline:
                 try:
                     busy = self.running + await self.stopped.alive(driver)
@@ -85,7 +86,7 @@ class Database:
                                          "deadline (PostgreSQL cannot stop a query inside one long function call "
                                          "until the call returns); try again in a moment")  # fmt: skip
                     settings = await self._settings(driver)
-                    columns, rows = await run_postgresql(connection, statement, limits, settings)
+                    fetched = await run_postgresql(connection, statement, limits, settings)
                 except QueryError:
                     raise
                 except RecursionError:  # SQLAlchemy's asyncpg codec decodes json and jsonb with json.loads
@@ -99,6 +100,8 @@ class Database:
                 await connection.invalidate()
                 await self.stopped.stop(pid)
                 raise QueryError(f"the query ran past its {limits.statement_timeout:g} s deadline and was stopped")
+        assert fetched is not None  # the query returned, or its deadline or failure raised
+        columns, rows = fetched
         return QueryResult(columns=columns, rows=rows.rows, row_count=len(rows.rows), truncated=rows.full,
                            note=rows.note)  # fmt: skip
 

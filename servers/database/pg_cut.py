@@ -84,7 +84,7 @@ def assemble(record: Sequence[Any], columns: Sequence[Column], max_value_bytes: 
         if value is None and size is None:
             values.append(None)
         elif column.cut == "text":
-            values.append(clip(value, length=size))
+            values.append(clip(str(value), length=size))
         elif column.cut == "bytes":
             values.append(render(value) if size <= INLINE_BYTES else f"<{size} bytes>")
         elif size > max_value_bytes:

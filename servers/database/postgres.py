@@ -51,7 +51,9 @@ async def run_postgresql(
         message = str(error)  # it may quote a value of the query, as large as the value
         if len(message) > MAX_ERROR_CHARS:
             message = f"{message[:MAX_ERROR_CHARS]}[... {len(message) - MAX_ERROR_CHARS} more characters]"
-        raise QueryError(f"the database refused the query: {message} (SQLSTATE {error.sqlstate})") from None
+        raise QueryError(
+            f"the database refused the query: {message} (SQLSTATE {getattr(error, 'sqlstate', '?')})"
+        ) from None
     finally:
         await transaction.rollback()  # always: nothing a query did survives it
         await driver.execute(SESSION_RESET)  # nor anything session-level, such as an advisory lock

@@ -57,8 +57,9 @@ def render(value: Any, depth: int = 0) -> Any:
         return {clip(str(key)): render(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [render(item, depth + 1) for item in value]
-    if hasattr(value, "items") and callable(value.items):  # asyncpg.Record (a composite value)
-        return {clip(str(key)): render(item, depth + 1) for key, item in value.items()}
+    if callable(getattr(value, "items", None)):  # asyncpg.Record (a composite value)
+        pairs: Any = value.items()
+        return {clip(str(key)): render(item, depth + 1) for key, item in pairs}
     return clip(str(value))
 
 

@@ -93,6 +93,7 @@ class SqliteWorkers:
         finally:
             if worker is not None and (answer is None or answer.get("fatal")):
                 await worker.kill()  # late, failed, cancelled or out of memory: never reused
+        assert worker is not None and answer is not None  # the try block set both or raised
         if not answer.get("fatal"):
             self.idle.append(worker)
         if "error" in answer:
