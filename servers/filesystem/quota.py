@@ -138,7 +138,7 @@ class Quota:
             finally:
                 pending, self._pending = self._pending, None
             if pending is not None and self._usage is not None:
-                self._apply(self._usage, *pending)
+                self._apply(self._usage, pending[0], pending[1])
 
     def _apply(self, usage: Usage, add_bytes: int, add_entries: int) -> None:
         if not usage.complete and (add_bytes < 0 or add_entries < 0):
