@@ -20,9 +20,9 @@ from host.errors import HostError, ModelUnavailable, StorageError
 from host.redact import redact_clipped
 from host.service import EngineEvent, Refused, Request, TextDelta, ToolFinished, ToolStarted, TurnFinished
 from host.telegram.incoming import COMMANDS, Incoming
-from host.telegram.render import split_message
 from host.telegram.reply import Reply
 from host.telegram.send import Target, send_html
+from host.telegram.split import split_message
 
 log = structlog.get_logger("host.telegram")
 

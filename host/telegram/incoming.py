@@ -11,7 +11,7 @@ from typing import Literal
 
 from telegram import Message, MessageEntity, Update
 
-from host.telegram.render import utf16_len
+from host.telegram.split import utf16_len
 
 COMMANDS = {
     "start": "what this bot is and how to use it",

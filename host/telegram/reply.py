@@ -16,8 +16,9 @@ from telegram import Bot
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import RetryAfter, TelegramError
 
-from host.telegram.render import split_message, to_telegram_html
+from host.telegram.markdown import to_telegram_html
 from host.telegram.send import Target, edit_html, retry_after_seconds, send_html
+from host.telegram.split import split_message
 
 log = structlog.get_logger("host.telegram")
 

@@ -17,7 +17,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
-from host.telegram.render import plain_text
+from host.telegram.split import plain_text
 
 log = structlog.get_logger("host.telegram")
 

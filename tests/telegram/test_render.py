@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from host.telegram.render import plain_text, split_message, to_telegram_html, utf16_len
+from host.telegram.markdown import to_telegram_html
+from host.telegram.split import plain_text, split_message, utf16_len
 
 FENCE_INFO = re.compile(r"(?m)^([ \t]*(?:`{3,}(?=[^`\n]*$)|~{3,}))[^\n]*$")
 ALLOWED = {"b", "i", "s", "u", "code", "pre", "a", "blockquote", "tg-spoiler"}
