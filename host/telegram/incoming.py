@@ -3,7 +3,7 @@ own limits (only a forged update carries that), or nothing.
 
 A pure function of the update and the bot's identity, so that the rules for groups (answer only when mentioned
 or replied to), forum topics and commands addressed to other bots live in one place.
-Imports only PTB types and render's utf16_len.
+Imports only PTB types and split's utf16_len.
 """
 
 from dataclasses import dataclass
