@@ -1,6 +1,7 @@
 """`python -m servers.filesystem [--root DIR] [--transport stdio|sse|streamable-http] [--host H] [--port P]`.
 
-Options and the workspace root only; the tools are in `server`, confinement in `paths`. Never imports `host`.
+Options and the workspace root only; the tools are in `server`, the operations in `workspace`, confinement in
+`confine`. Never imports `host`.
 """
 
 import argparse
@@ -10,9 +11,10 @@ from pathlib import Path
 
 from servers import launch
 
-from .paths import GIB, MIB, Limits
+from .confine import MIB
 from .quota import MAX_LEVELS
 from .server import NAME, build_server
+from .workspace import GIB, Limits
 
 ROOT_VARIABLE = "MCP_FILESYSTEM_BASE_PATH"
 

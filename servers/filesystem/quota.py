@@ -1,7 +1,7 @@
 """The workspace quota: total bytes of regular files, number of entries (files, directories, symlinks, anything) and
 depth in levels. The workspace is counted once, by a bounded fd walk that never follows a symlink, when a change
 first needs it; after that every change the server makes moves a running total, under one lock. Plain `os`; never
-imports MCP, `host` or `paths`.
+imports MCP, `host` or another module of this package.
 """
 
 import contextlib
@@ -136,9 +136,15 @@ class Quota:
                     self._usage = None
                 raise
             finally:
-                pending, self._pending = self._pending, None
+                pending = self._take_pending()
             if pending is not None and self._usage is not None:
                 self._apply(self._usage, pending[0], pending[1])
+
+    def _take_pending(self) -> tuple[int, int] | None:
+        """What `require` and `release` recorded for the change now ending, cleared. A method, so that a type
+        checker does not take the field for the None it was set to before the change ran."""
+        pending, self._pending = self._pending, None
+        return pending
 
     def _apply(self, usage: Usage, add_bytes: int, add_entries: int) -> None:
         if not usage.complete and (add_bytes < 0 or add_entries < 0):

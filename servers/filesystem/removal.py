@@ -1,6 +1,7 @@
 """Emptying a directory tree, a bounded number of entries at a time. Every directory is opened from its parent's fd
 with O_NOFOLLOW and every name is removed relative to its directory's fd, so a symlink is unlinked itself and never
-followed, and nothing outside the tree is touched. Plain `os`; never imports MCP, `host` or `paths`.
+followed, and nothing outside the tree is touched. Plain `os`; never imports MCP, `host`, `confine`
+or `workspace` (only `quota`, for its flags).
 """
 
 import errno

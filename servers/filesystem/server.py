@@ -1,4 +1,4 @@
-"""The filesystem server's tools: thin MCP wrappers around `paths.Workspace`, each with annotations that tell the
+"""The filesystem server's tools: thin MCP wrappers around `workspace.Workspace`, each with annotations that tell the
 truth, and every refusal turned into a tool error with its reason. Never imports `host`.
 """
 
@@ -16,8 +16,9 @@ from pydantic import Field
 
 from servers.protocol import Server
 
-from .paths import Limits, PathRefused, Workspace
+from .confine import PathRefused
 from .quota import QuotaExceeded
+from .workspace import Limits, Workspace
 
 NAME = "filesystem"
 logger = logging.getLogger("servers.filesystem")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from servers.filesystem.paths import TEMP_SUFFIX, Limits, PathRefused, Workspace, looks_binary, split_path
+from servers.filesystem.confine import PathRefused, split_path
+from servers.filesystem.display import looks_binary
+from servers.filesystem.workspace import TEMP_SUFFIX, Limits, Workspace
 
 SECRET = "TOP-SECRET"
 
