@@ -154,30 +154,6 @@ async def test_an_empty_answer_at_the_step_limit_becomes_a_clear_message(
     assert "allowed number of tool steps" in finished(events).text
 
 
-async def test_two_messages_in_one_chat_are_answered_one_after_the_other(
-    model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
-) -> None:
-    chat = new_id()
-    model_server.script(
-        Reply(tool_calls=(Call("ours__sleep", {"seconds": 0.3}),)),
-        Reply(text="first done"),
-        Reply(text="second done"),
-    )
-    async with engine_for(model_server, store_url) as engine:
-        answers: dict[str, str] = {}
-
-        async def ask(text: str) -> None:
-            answers[text] = finished(await run_turn(engine, chat, text)).text
-
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(ask, "one")
-            await anyio.wait_all_tasks_blocked()
-            tasks.start_soon(ask, "two")
-    assert answers == {"one": "first done", "two": "second done"}
-    last = [message["role"] for message in model_server.bodies[2]["messages"]]
-    assert last == ["system", "user", "assistant", "tool", "assistant", "user"]  # the first turn whole, then two
-
-
 async def test_a_turn_stopped_while_tools_run_keeps_every_call_with_a_result(
     model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
 ) -> None:

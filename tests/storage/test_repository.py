@@ -215,24 +215,6 @@ async def test_an_update_is_claimed_once_also_after_a_restart(store_url: str, ne
     assert sorted(claims) == [False, False, False, False, True]
 
 
-async def test_users_and_preferences(store_url: str, new_id: NewId) -> None:
-    person, stranger = new_id(), new_id()
-    with anyio.fail_after(20):
-        async with ConversationStore.open(store_url) as store:
-            chat = new_id()
-            await store.begin_turn(chat, 0, user("hi"), person)
-            await store.begin_turn(chat, 0, user("again"), person)
-            assert await store.user_preferences(person) == {}
-            assert await store.user_preferences(stranger) == {}
-            await store.set_user_preferences(person, {"language": "de", "verbose": True})
-            await store.begin_turn(chat, 0, user("more"), person)  # seeing them again keeps their choice
-            await store.set_user_preferences(stranger, {"language": "fr"})
-        async with ConversationStore.open(store_url) as store:
-            assert await store.user_preferences(person) == {"language": "de", "verbose": True}
-            assert await store.user_preferences(stranger) == {"language": "fr"}
-            assert await store.healthy() is True
-
-
 async def test_bad_writes_are_storage_errors(store_url: str, new_id: NewId) -> None:
     with anyio.fail_after(20):
         async with ConversationStore.open(store_url) as store:

@@ -313,7 +313,8 @@ def test_split_hostile_inputs_stay_valid(markdown: str) -> None:
 # -- size and depth (issue 9, item 13) --------------------------------------------------------------------------
 
 
-def _mixed(size: int) -> str:
+def mixed_markdown(size: int) -> str:
+    """Every kind of block and inline mark, repeated to `size` characters (also used by bench/render_bench.py)."""
     blocks = [
         "Some **bold**, *italic*, `code`, a [link](https://e.com/x) and https://e.com/y in a sentence.",
         "- a list item with _emphasis_\n  - a nested one",
@@ -329,14 +330,9 @@ def _mixed(size: int) -> str:
     return "\n\n".join(text)
 
 
-def test_a_megabyte_renders_and_splits_in_linear_time() -> None:
-    """Before: a 1 MB answer took 102 s of event-loop CPU. The bound is generous (a loaded CI machine)."""
-    import time
-
-    source = _mixed(1_000_000)
-    started = time.process_time()
-    parts = split_message(to_telegram_html(source))
-    assert time.process_time() - started < 5.0
+def test_a_megabyte_renders_and_splits_into_valid_parts() -> None:
+    """Before: a 1 MB answer took 102 s of event-loop CPU; bench/render_bench.py measures the time it takes now."""
+    parts = split_message(to_telegram_html(mixed_markdown(1_000_000)))
     assert len(parts) > 200 and all(utf16_len(plain_text(part)) <= 4096 for part in parts)
     check_valid(parts[0])
     check_valid(parts[-1])
