@@ -5,6 +5,7 @@ basic credentials; also in text that was cut short. Linear in the text's length.
 """
 
 import re
+from urllib.parse import urlsplit
 
 MASK = "***"
 
@@ -39,6 +40,18 @@ def redact_clipped(text: str, limit: int) -> str:
     """Redacted first, then cut to at most `limit` characters (with … when cut)."""
     text = redact(text)
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def public_url(url: str) -> str:
+    """scheme://host:port/path of a URL, fit to show: no user, password, query or fragment."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return redact(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 def _url(match: re.Match[str]) -> str:

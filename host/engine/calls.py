@@ -6,7 +6,6 @@ Imports the model client's values, the catalogue and token estimates; never stor
 """
 
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import structlog
 
 from host.engine.llm import Completion, ToolCall
+from host.engine.llm.wire import new_call_id
 from host.mcp.registry import CatalogueEntry
 from host.tokens import count_tokens
 
@@ -111,10 +111,6 @@ def fit(content: str, max_tokens: int, max_chars: int) -> str:
     if keep == len(content):
         return content
     return f"{content[:keep]}\n[truncated to fit the context: showing {keep} of {len(content)} characters]"
-
-
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _arguments(text: str) -> dict[str, Any] | None:

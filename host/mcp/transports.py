@@ -24,6 +24,7 @@ from host.mcp.config import ServerConfig
 from host.mcp.stderr import StderrTail
 from host.mcp.stdio import stdio_transport
 from host.mcp.wire import Wire
+from host.redact import public_url
 
 HTTP_READ_TIMEOUT = 300.0  # an SSE stream may stay quiet this long between events
 CLOSE_TIMEOUT = 3.0  # for a transport's goodbye (Streamable HTTP's DELETE), even when the owner is cancelled
@@ -185,7 +186,7 @@ class _WatchedWriteStream:
 
 def http_status_text(status: int, url: str) -> str:
     """`HTTP 401 from https://host/mcp`, with what the status means for an operator where it is plain."""
-    text = f"HTTP {status} from {_public_url(url)}"
+    text = f"HTTP {status} from {public_url(url)}"
     if status == 401:
         text += ": the server wants authentication (give it 'headers' in mcp_servers.json)"
     elif status == 403:
@@ -211,9 +212,9 @@ def describe_failure(exc: BaseException, config: ServerConfig) -> str:
     elif isinstance(exc, httpx2.HTTPStatusError):
         text = http_status_text(exc.response.status_code, str(exc.request.url))
     elif isinstance(exc, httpx2.ConnectError):
-        text = f"cannot connect to {_public_url(config.url or '')}"
+        text = f"cannot connect to {public_url(config.url or '')}"
     elif isinstance(exc, httpx2.HTTPError):
-        text = f"{type(exc).__name__} talking to {_public_url(config.url or '')}"
+        text = f"{type(exc).__name__} talking to {public_url(config.url or '')}"
     else:
         detail = str(exc).strip()
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
@@ -236,11 +237,3 @@ def _secrets(config: ServerConfig) -> Iterable[str]:
     if config.url:
         parts = urlsplit(config.url)
         yield from (secret for secret in (parts.password, parts.query) if secret)
-
-
-def _public_url(url: str) -> str:
-    """scheme://host:port/path: no user, password or query string."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"

@@ -5,7 +5,6 @@ running turns SHUTDOWN_GRACE_SECONDS to finish, and close everything (MCP server
 
 import signal
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import anyio
 import structlog
@@ -16,7 +15,7 @@ from telegram.request import HTTPXRequest
 from host import log as logs
 from host.app import App, open_app
 from host.errors import ConfigError, HostError
-from host.redact import redact
+from host.redact import public_url
 from host.service import ChatQueues, Orphan
 from host.settings import Settings
 from host.telegram.frontend import FrontEnd
@@ -135,7 +134,7 @@ def _bot(settings: Settings, token: str) -> Bot:
 
 async def _sign_in(bot: Bot, settings: Settings) -> BotIdentity:
     """getMe: the token is checked before anything else starts."""
-    where = _public_address(settings.telegram_api_base_url)
+    where = public_url(settings.telegram_api_base_url)
     try:
         await bot.initialize()
     except InvalidToken:
@@ -201,13 +200,3 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
             log.warning("shutdown_grace_over", cancelling=queues.busy)
         chores.cancel_scope.cancel()
     log.info("bot_stopped")
-
-
-def _public_address(url: str) -> str:
-    """host:port of a URL, without the user and password it may carry (for logs and error messages)."""
-    parts = urlsplit(url)
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.hostname}{port}" if parts.hostname else redact(url)
