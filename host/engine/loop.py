@@ -22,7 +22,7 @@ from host.engine.calls import Call, CallLimits, fit, resolve
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import Completion, ReasoningDelta, TextDelta, Usage
 from host.engine.prompt import system_prompt
-from host.engine.seams import ChatModel, ConversationStore, ToolRouter
+from host.engine.seams import Conversations, Model, ToolRouter
 from host.errors import ToolError
 from host.mcp.registry import Catalogue
 from host.storage.window import StoredMessage
@@ -80,7 +80,7 @@ class Engine:
     """One engine serves every chat, and turns of different chats run concurrently. Turns of one chat (and forum
     topic) must run one at a time: the service's ChatQueues orders them."""
 
-    def __init__(self, model: ChatModel, tools: ToolRouter, store: ConversationStore, settings: EngineSettings):
+    def __init__(self, model: Model, tools: ToolRouter, store: Conversations, settings: EngineSettings):
         self.model = model
         self.tools = tools
         self.store = store

@@ -1,6 +1,6 @@
-"""What the engine needs from the parts around it, as Protocols: the tool router (the MCP registry), the chat
-model (the OpenAI-compatible client) and the conversation store. The composition root (host/app.py) passes the
-real ones; nothing here imports their implementations beyond the values they exchange.
+"""What the engine needs from the parts around it, as Protocols: the tool router (the MCP registry), the model
+(host.engine.llm.ChatModel) and the conversations (host.storage.ConversationStore). The composition root
+(host/app.py) passes the real ones; nothing here imports their implementations beyond the values they exchange.
 """
 
 from collections.abc import AsyncGenerator
@@ -21,7 +21,7 @@ class ToolRouter(Protocol):
     async def call(self, name: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult: ...
 
 
-class ChatModel(Protocol):
+class Model(Protocol):
     """One streamed chat completion: deltas as they come, then one Completion. Raises ModelUnavailable."""
 
     def complete(
@@ -29,7 +29,7 @@ class ChatModel(Protocol):
     ) -> AsyncGenerator[ModelEvent, None]: ...
 
 
-class ConversationStore(Protocol):
+class Conversations(Protocol):
     """Conversations and their messages. Raises StorageError."""
 
     async def begin_turn(
