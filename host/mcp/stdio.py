@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import anyio
 import mcp_types
 from anyio.abc import ByteReceiveStream, Process
-from mcp.client._transport import TransportStreams
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
 from host.mcp.wire import Wire
@@ -47,7 +47,9 @@ async def stdio_transport(
     cwd: str | None,
     errlog: TextIO,
     wire: Wire,
-) -> AsyncIterator[TransportStreams]:
+) -> AsyncIterator[
+    tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
+]:
     """Start the server and yield the session's streams; on exit stop it, within EXIT/TERM/KILL_WAIT."""
     process = await anyio.open_process([command, *args], env=dict(env), cwd=cwd, stderr=errlog, start_new_session=True)
     to_session, from_server = anyio.create_memory_object_stream[SessionMessage | Exception](0)

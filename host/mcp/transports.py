@@ -8,13 +8,14 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 from mcp import MCPError
-from mcp.client._transport import Transport, TransportStreams
+from mcp.client import Transport
 from mcp.client.sse import sse_client
 from mcp.client.stdio import get_default_environment
 from mcp.client.streamable_http import streamable_http_client
@@ -85,7 +86,7 @@ def inherited_environment(environ: dict[str, str] | None = None) -> dict[str, st
 
 
 @asynccontextmanager
-async def _streamable_http(config: ServerConfig, wire: Wire) -> AsyncIterator[TransportStreams]:
+async def _streamable_http(config: ServerConfig, wire: Wire) -> AsyncIterator[tuple[Any, Any]]:
     """The SDK's Streamable HTTP transport with our headers (it takes them only through its HTTP client).
 
     We end the session with its DELETE ourselves, shielded and bounded: the SDK sends it while closing, and a
@@ -117,10 +118,12 @@ async def _streamable_http(config: ServerConfig, wire: Wire) -> AsyncIterator[Tr
 
 
 @asynccontextmanager
-async def _watched(transport: Transport, wire: Wire) -> AsyncIterator[TransportStreams]:
+async def _watched(
+    transport: Transport, wire: Wire
+) -> AsyncIterator[tuple["_WatchedReadStream", "_WatchedWriteStream"]]:
+    """The transport's streams wrapped; the type checkers match the wrappers to the SDK's public Transport."""
     async with transport as (read_stream, write_stream):
-        # The watched streams speak the SDK's stream protocols by delegation; pyright cannot match their __aexit__.
-        yield _WatchedReadStream(read_stream, wire), _WatchedWriteStream(write_stream, wire)  # pyright: ignore[reportReturnType]
+        yield _WatchedReadStream(read_stream, wire), _WatchedWriteStream(write_stream, wire)
     wire.ended.set()
 
 
@@ -159,7 +162,9 @@ class _WatchedReadStream:
     async def __aenter__(self) -> "_WatchedReadStream":
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
 
@@ -180,7 +185,9 @@ class _WatchedWriteStream:
     async def __aenter__(self) -> "_WatchedWriteStream":
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
 
