@@ -1,4 +1,5 @@
-"""The filesystem server's confinement and file operations (`servers.filesystem.paths`), without MCP."""
+"""The filesystem server's confinement and file operations (`servers.filesystem.confine` and `.workspace`), without
+MCP."""
 
 import os
 import threading
