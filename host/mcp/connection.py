@@ -19,6 +19,7 @@ from mcp.client.subscriptions import SubscriptionLost
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from host.backoff import backoff
 from host.errors import ServerUnavailable
 from host.mcp.config import ServerConfig
 from host.mcp.stderr import StderrTail
@@ -96,7 +97,7 @@ class ServerConnection:
                     connected = await self._connect_once()
                     lived = anyio.current_time() - started
                     failures = 0 if connected and lived >= STABLE_AFTER else failures + 1
-                    delay = min(self._backoff_cap, self._backoff_first * 2 ** (failures - 1)) if failures else 0.0
+                    delay = backoff(failures, self._backoff_first, self._backoff_cap)
                     self.retry_at = anyio.current_time() + delay
                     self._log.warning("mcp_server_down", reason=self.error, retry_in=round(delay, 2))
                     await anyio.sleep(delay)

@@ -18,6 +18,7 @@ from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
+from host.backoff import backoff
 from host.errors import ConfigError, HostError
 from host.telegram.send import retry_after_seconds
 
@@ -71,7 +72,7 @@ class Outage:
         wait = (
             retry_after_seconds(error)
             if isinstance(error, RetryAfter)
-            else min(self.backoff_cap, BACKOFF_FIRST * 2 ** (self.failures - 1))
+            else backoff(self.failures, BACKOFF_FIRST, self.backoff_cap)
         )
         if self.started is None:
             self.started = time.monotonic()

@@ -18,6 +18,7 @@ import openai
 import structlog
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
+from host.backoff import backoff
 from host.engine.llm.failures import Failure, Malformed, TooLarge, classify
 from host.engine.llm.values import Completion, ModelEvent, ModelSettings, ReasoningDelta, TextDelta
 from host.engine.llm.wire import (
@@ -206,7 +207,7 @@ class ChatModel:
     def _delay(self, failure: Failure, number: int) -> float:
         if failure.retry_after is not None:
             return min(self._retry_after_cap, failure.retry_after)
-        return float(self._backoff_first * 2 ** (number - 1))
+        return backoff(number, self._backoff_first)
 
     def _message(self, failure: Failure, attempts: int, *, midway: bool) -> str:
         tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
