@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import structlog
 
-from host.redact import redact
+from host.redact import mask, redact
 
 _configured = False
 _secrets: set[str] = set()
@@ -34,10 +34,7 @@ def _redact(_logger: object, _method: str, event: structlog.types.EventDict) -> 
 
 def _masked(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        for secret in _secrets:
-            if secret in value:
-                value = value.replace(secret, "***")
-        return redact(value)
+        return redact(mask(value, _secrets))
     if depth < 4 and isinstance(value, dict):
         return {key: _masked(item, depth + 1) for key, item in value.items()}
     if depth < 4 and isinstance(value, list | tuple):

@@ -5,6 +5,7 @@ basic credentials; also in text that was cut short. Linear in the text's length.
 """
 
 import re
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 MASK = "***"
@@ -33,6 +34,14 @@ def redact(text: str) -> str:
     for word in _SECRET_WORDS:  # a plain loop, not any(...): this runs on every string of every log line
         if word in lowered:
             return _PAIR.sub(lambda match: f"{match['key']}{match['separator']}{MASK}", text)
+    return text
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of these known values (a configured key, a header value) replaced by ***."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, MASK)
     return text
 
 

@@ -25,7 +25,7 @@ from host.mcp.config import ServerConfig
 from host.mcp.stderr import StderrTail
 from host.mcp.stdio import stdio_transport
 from host.mcp.wire import Wire
-from host.redact import public_url
+from host.redact import mask, public_url
 
 HTTP_READ_TIMEOUT = 300.0  # an SSE stream may stay quiet this long between events
 CLOSE_TIMEOUT = 3.0  # for a transport's goodbye (Streamable HTTP's DELETE), even when the owner is cancelled
@@ -231,9 +231,7 @@ def describe_failure(exc: BaseException, config: ServerConfig) -> str:
 def hide_configured_secrets(text: str, config: ServerConfig) -> str:
     """`text` with the values this server was configured with as secrets masked (its header values, secret-named
     env values, URL password and query); patterns that look like secrets are host.redact's, in every log line."""
-    for secret in _secrets(config):
-        text = text.replace(secret, "***")
-    return text
+    return mask(text, _secrets(config))
 
 
 def _secrets(config: ServerConfig) -> Iterable[str]:

@@ -31,7 +31,7 @@ from host.engine.llm.wire import (
     timed,
 )
 from host.errors import ModelUnavailable
-from host.redact import public_url
+from host.redact import mask, public_url
 
 log = structlog.get_logger("host.engine")
 
@@ -238,7 +238,7 @@ class ChatModel:
 
     def _redact(self, text: str) -> str:
         key = self.settings.api_key
-        return text.replace(key, "***") if len(key) >= 4 else text
+        return mask(text, [key]) if len(key) >= 4 else text
 
     # -- one request -----------------------------------------------------------------------------------------
     def _body(self, request: _Request, *, stream: bool) -> dict[str, Any]:
