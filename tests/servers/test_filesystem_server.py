@@ -12,7 +12,7 @@ from mcp import Client
 
 from servers.filesystem.__main__ import ROOT_VARIABLE, parse_options
 from tests.servers.conftest import inspector, stdio_params
-from tests.servers.test_filesystem_paths import make_names_that_are_not_utf8
+from tests.servers.test_filesystem_workspace import make_names_that_are_not_utf8
 
 pytestmark = pytest.mark.anyio
 
