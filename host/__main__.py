@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = parser.parse_args(argv)
     try:
         settings = load_settings()
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(_log_level(options, settings), settings.log_format)
         code = options.handler(options, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -32,6 +32,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+def _log_level(options: argparse.Namespace, settings: Settings) -> str:
+    """LOG_LEVEL; but a command other than `run` on a terminal logs only warnings and errors unless LOG_LEVEL is
+    set, so that log lines do not land in the middle of its output."""
+    if options.handler is not _run and sys.stderr.isatty() and "log_level" not in settings.model_fields_set:
+        return "WARNING"
+    return settings.log_level
 
 
 def _parser() -> argparse.ArgumentParser:

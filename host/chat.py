@@ -2,10 +2,12 @@
 `--once` prints only the answer on stdout. A thin front end: parse, call the service, render. Imports the app,
 the service and the errors only."""
 
+import signal
 import sys
 import threading
+from collections.abc import Coroutine
 from contextlib import aclosing
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 import anyio.from_thread
@@ -36,9 +38,24 @@ async def interactive(app: App, chat_id: int) -> int:
             if text is None or text in ("/exit", "/quit"):
                 return 0
             try:
-                await _command_or_turn(app, chat_id, text)
+                await _until_interrupted(_command_or_turn(app, chat_id, text))
             except HostError as exc:
                 print(f"error: {exc}", file=sys.stderr)
+
+
+async def _until_interrupted(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`; Ctrl-C (SIGINT) stops it and returns to the prompt instead of ending the chat."""
+    async with anyio.create_task_group() as tasks:
+
+        async def stop_on_interrupt() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    print("\n[stopped; your message is kept in the conversation]", file=sys.stderr)
+                    tasks.cancel_scope.cancel()
+
+        tasks.start_soon(stop_on_interrupt)
+        await work
+        tasks.cancel_scope.cancel()
 
 
 async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
@@ -58,9 +75,13 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
 
 
 def _read_lines(send: MemoryObjectSendStream[str], token: anyio.lowlevel.EventLoopToken) -> None:
-    with send:
+    """Lines from stdin to the chat; at the end of input (Ctrl-D) the stream is closed, in the event loop's own
+    thread, since closing it from this one would not wake the chat waiting for the next line."""
+    try:
         for line in sys.stdin:
             anyio.from_thread.run(send.send, line, token=token)
+    finally:
+        anyio.from_thread.run_sync(send.close, token=token)
 
 
 async def _next_line(lines: MemoryObjectReceiveStream[str]) -> str | None:

@@ -1,13 +1,20 @@
-"""`mcpbot chat --once` as a user runs it: a subprocess, a scripted model, our MCP test server, a SQLite file."""
+"""`mcpbot chat` as a user runs it, with `--once` and in a terminal: a subprocess, a scripted model, our MCP test
+server, a SQLite file."""
 
+import fcntl
 import json
+import os
+import select
 import subprocess
 import sys
+import termios
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT, peer_server
-from tests.peers.openai_server import Call, Fail, Reply, ScriptedModelServer, tool_results
+from tests.peers.openai_server import Call, Fail, Hang, Reply, ScriptedModelServer, tool_results
 
 
 def chat_once(
@@ -62,3 +69,88 @@ def test_a_failed_turn_exits_non_zero_with_a_clear_message(tmp_path: Path) -> No
         done = chat_once(tmp_path, model, "hello?")
     assert done.returncode == 1 and done.stdout == ""
     assert "HTTP 500" in done.stderr and "Your message is kept" in done.stderr
+
+
+class Terminal:
+    """`mcpbot chat` on a pseudo-terminal, as a person runs it: the terminal is its controlling terminal, so that
+    Ctrl-C (\\x03) becomes SIGINT and Ctrl-D (\\x04) the end of input, as the line discipline makes them."""
+
+    def __init__(self, tmp_path: Path, model: ScriptedModelServer) -> None:
+        config = tmp_path / "mcp_servers.json"
+        config.write_text(json.dumps({"mcpServers": {"ours": peer_server()}}))
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TERM": "dumb",
+            "MCP_SERVERS_CONFIG": str(config),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db",
+            "LLM_BASE_URL": model.base_url,
+            "LLM_MODEL_NAME": "scripted",
+            "LLM_RETRY_ATTEMPTS": "1",
+        }  # no LOG_LEVEL: the chat decides what a terminal gets
+        self._master, slave = os.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "host", "chat", "--chat-id", "5"],
+            cwd=ROOT,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.output = ""
+
+    def type(self, keys: str) -> None:
+        os.write(self._master, keys.encode())
+
+    def wait_for(self, text: str, *, after: int = 0, within: float = 30.0) -> int:
+        """Read until `text` appears past offset `after`; where it ends."""
+        deadline = time.monotonic() + within
+        while (found := self.output.find(text, after)) < 0:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} did not appear; the terminal shows:\n{self.output[after:]}"
+            ready, _, _ = select.select([self._master], [], [], left)
+            if ready:
+                try:
+                    self.output += os.read(self._master, 65536).decode(errors="replace")
+                except OSError:  # the program ended and closed the terminal
+                    assert text in self.output[after:], f"{text!r} never appeared:\n{self.output[after:]}"
+        return found + len(text)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        os.close(self._master)
+
+
+def test_in_a_terminal_ctrl_c_stops_the_answer_and_ctrl_d_ends_the_chat(tmp_path: Path) -> None:
+    with ScriptedModelServer() as model:
+        asked = threading.Event()
+
+        def hang_once_asked(_body: dict[str, Any]) -> Hang:
+            asked.set()
+            return Hang()
+
+        model.script(hang_once_asked, Reply(text="Here is the second answer."))
+        terminal = Terminal(tmp_path, model)
+        try:
+            seen = terminal.wait_for("> ")
+            terminal.type("a question that takes forever\n")
+            assert asked.wait(timeout=30), terminal.output
+            terminal.type("\x03")
+            seen = terminal.wait_for("[stopped; your message is kept in the conversation]", after=seen)
+            seen = terminal.wait_for("> ", after=seen)
+            terminal.type("and another one\n")
+            seen = terminal.wait_for("Here is the second answer.", after=seen)
+            seen = terminal.wait_for("> ", after=seen)
+            terminal.type("\x04")
+            assert terminal.process.wait(timeout=20) == 0
+        finally:
+            terminal.close()
+    history = [(m["role"], m.get("content")) for m in model.bodies[-1]["messages"][1:]]
+    assert history[0] == ("user", "a question that takes forever")
+    assert history[-1] == ("user", "and another one")
+    assert "mcp_server_connected" not in terminal.output  # INFO lines stay out of the conversation
