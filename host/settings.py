@@ -48,7 +48,6 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, repr=False)
 
     admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
-    secret_key: SecretStr | None = None
 
     rate_limit_user_requests: int = Field(default=20, gt=0)
     rate_limit_user_window: int = Field(default=60, gt=0)
