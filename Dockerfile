@@ -3,7 +3,10 @@
 #
 #   docker build -t mcpbot .                      # the full image
 #   docker build --target slim -t mcpbot:slim .   # the same without Node.js
-#   docker run --env-file .env -v mcpbot-data:/data mcpbot
+#   docker run --init --env-file .env -v mcpbot-data:/data mcpbot
+#
+# `--init` puts a small init process at PID 1 that reaps the orphans some MCP servers leave (npx starts node as a
+# child); the bot itself handles SIGTERM and stops its servers.
 #
 # Only the bot's own dependencies are installed (`--no-default-groups`): no test tools, no test model.
 # tests/test_deploy.py performs the build stage's COPY and `uv sync` steps in a clean folder, so keep them simple.

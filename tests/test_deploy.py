@@ -3,8 +3,10 @@ steps performed in a clean folder, its health check against a live /health, comp
 specification, the Kubernetes manifests with kubernetes-validate, the CI workflow against GitHub's schema, and
 what .dockerignore keeps out of the image."""
 
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -442,3 +444,25 @@ def test_the_ci_workflow_is_valid_and_runs_ci_run_with_the_services_the_tests_ex
     redis_url = urlparse(job["env"]["MCPBOT_TEST_REDIS_URL"])
     assert (redis_url.hostname, f"{redis_url.port}:6379" in redis["ports"]) == ("127.0.0.1", True)
     assert "--health-cmd" in postgres["options"] and "--health-cmd" in redis["options"]
+
+
+# ---- systemd ----
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify_for_this_checkout(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = (ROOT / "deploy" / "systemd" / "mcpbot.service").read_text()
+    assert "ExecStart=/opt/mcpbot/.venv/bin/mcpbot run" in unit
+    assert "KillMode=mixed" in unit  # SIGTERM reaches the bot alone; it stops its MCP servers itself
+    assert "RestartPreventExitStatus=2" in unit  # a revoked token is not retried forever
+    here = unit.replace("/opt/mcpbot/.venv/bin", str(VENV_BIN)).replace("/opt/mcpbot", str(ROOT))
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    here = re.sub(r"(?m)^User=.*$", f"User={user}", re.sub(r"(?m)^Group=.*$", f"Group={group}", here))
+    (tmp_path / "mcpbot.service").write_text(here)
+    done = subprocess.run(
+        [analyze, "verify", str(tmp_path / "mcpbot.service")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "mcpbot.service" not in done.stderr, done.stderr  # unknown keys are only warned about
