@@ -55,3 +55,32 @@ def test_the_data_folder_is_absolute_and_holds_the_default_database(
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/state/mcpbot.db"
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@db/bot")
     assert Settings().database_url == "postgresql+asyncpg://bot@db/bot"  # an explicit URL wins
+
+
+ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
+USED_BY_THE_SHIPPED_CONFIG = {"DEMO_DATABASE_URL"}
+
+
+def example_settings() -> dict[str, str]:
+    """The commented assignments of .env.example, by name (each must appear once)."""
+    found: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        name, equals, value = line.removeprefix("# ").partition("=")
+        if line.startswith("# ") and equals and name.isupper() and " " not in name:
+            assert name not in found, f"{name} is in .env.example twice"
+            found[name] = value
+    return found
+
+
+def test_env_example_names_every_setting_once_and_nothing_else() -> None:
+    names = {field.upper() for field in Settings.model_fields}
+    assert set(example_settings()) == names | USED_BY_THE_SHIPPED_CONFIG
+
+
+def test_env_example_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    uncommented = "\n".join(f"{name}={value}" for name, value in example_settings().items())
+    (tmp_path / ".env").write_text(uncommented + "\n")
+    (tmp_path / "system_prompt.txt").write_text("Be brief.")
+    settings = load_settings()
+    assert settings.llm_model_name == "gpt-oss:20b" and settings.admin_user_ids == [11111111, 22222222]
