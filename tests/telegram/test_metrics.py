@@ -2,6 +2,7 @@
 through the fake Bot API, the scripted model and our MCP test server, then a scrape over HTTP. Also the one
 `turn_finished` line each turn logs, and /metrics on the webhook's own port."""
 
+import socket
 from pathlib import Path
 
 import httpx
@@ -110,3 +111,16 @@ def test_metrics_are_served_on_the_webhook_port_with_health_and_ready(
     assert value(values, "mcp_server_up", mcp_name="ours") == 1
     assert value(values, "bot_database_up") == 1
     assert health.json() == {"status": "alive"}
+
+
+def test_a_metrics_port_already_taken_stops_the_bot_with_the_setting_named(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        bot = BotProcess(api, model, tmp_path, env={"METRICS_PORT": str(port)})
+        with bot.start(wait=False):
+            assert bot.process is not None
+            code = bot.process.wait(60)
+    assert code == 2
+    assert f"METRICS_HOST/METRICS_PORT: cannot listen on 127.0.0.1:{port}" in bot.log
