@@ -95,21 +95,24 @@ def test_metrics_count_the_turns_tool_calls_and_failures_a_user_saw(
     assert admin["outcome"] == "answered" and admin["user_id"] == 7 and admin["prompt_tokens"] == 30
 
 
-def test_metrics_are_served_on_the_webhook_port_with_health_and_ready(
+def test_metrics_are_served_on_the_webhook_port_and_on_metrics_port_too(
     api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram/webhook",
         "TELEGRAM_WEBHOOK_SECRET": "s3cret-token_value",
         "WEBHOOK_HOST": "127.0.0.1",
         "WEBHOOK_PORT": str(port),
+        "METRICS_PORT": str(metrics_port),  # as a container sets it for its HEALTHCHECK, whatever the mode
     }
     with BotProcess(api, model, tmp_path, servers={"ours": peer_server()}, env=env):
         _text, values = scrape(port)
-        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+        _text, values_too = scrape(metrics_port)
+        health = httpx.get(f"http://127.0.0.1:{metrics_port}/health", timeout=10)
     assert value(values, "mcp_server_up", mcp_name="ours") == 1
     assert value(values, "bot_database_up") == 1
+    assert value(values_too, "mcp_server_up", mcp_name="ours") == 1
     assert health.json() == {"status": "alive"}
 
 
