@@ -129,15 +129,28 @@ class Engine:
         update_id: int | None,
         route: dict[str, Any] | None,
     ) -> AsyncIterator[EngineEvent]:
+        started = time.perf_counter()
+
+        def summary(outcome: str, error: str | None = None) -> None:  # of a turn that ends before the model is asked
+            seconds = time.perf_counter() - started
+            _summary(outcome, chat_id=chat_id, user_id=user_id, steps=0, tool_calls=0, seconds=seconds, error=error)
+
         user = _text_message("user", text)
-        context = await self._context(chat_id)
-        if user.token_count > context.budget:
-            _summary("refused", chat_id=chat_id, user_id=user_id, steps=0, tool_calls=0, seconds=0.0, usage=Usage(0, 0))
+        try:
+            context = await self._context(chat_id)
+            fits = user.token_count <= context.budget
+            conversation_id = (
+                await self.store.begin_turn(chat_id, topic_id, user, user_id, update_id=update_id, route=route)
+                if fits
+                else None
+            )
+        except Exception as exc:
+            summary("failed", type(exc).__name__)
+            raise
+        if not fits:
+            summary("refused")
             yield _refusal(chat_id, user, context.budget)
             return
-        conversation_id = await self.store.begin_turn(
-            chat_id, topic_id, user, user_id, update_id=update_id, route=route
-        )
         if conversation_id is None:
             log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
             return
@@ -348,11 +361,12 @@ def _summary(
     steps: int,
     tool_calls: int,
     seconds: float,
-    usage: Usage,
+    usage: Usage | None = None,
     error: str | None = None,
 ) -> None:
-    """The one line every turn ends with: answered, refused (it cannot fit the context), failed (`error` names
-    the exception), cancelled (the bot stops) or stopped (the consumer closed it); never the texts."""
+    """The one line every turn ends with (a repeated delivery has none): answered, refused (it cannot fit the
+    context), failed (`error` names the exception), cancelled (the bot stops) or stopped (the consumer closed it);
+    never the texts."""
     log.info(
         "turn_finished",
         outcome=outcome,
@@ -361,8 +375,8 @@ def _summary(
         steps=steps,
         tool_calls=tool_calls,
         seconds=round(seconds, 3),
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
         **({"error": error} if error else {}),
     )
 
