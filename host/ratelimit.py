@@ -2,7 +2,7 @@
 
 `MemoryRateLimiter` keeps its counts in this process (one replica). `RedisRateLimiter` keeps them in Redis, so
 several replicas share one budget; it fails open when Redis cannot be reached. `open_rate_limiter` picks one
-from REDIS_URL and owns the Redis client. Imports nothing from the host but its errors.
+from REDIS_URL and owns the Redis client. Imports nothing from the host but its errors and metrics.
 """
 
 import secrets
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from host import metrics
 from host.errors import ConfigError
 
 if TYPE_CHECKING:  # redis is imported only when REDIS_URL is set (it costs about 20 MB)
@@ -117,6 +118,7 @@ class RedisRateLimiter:
         try:
             wait_us = await self._script(keys=keys, args=args)
         except self._failures as exc:
+            metrics.CACHE_ERRORS.inc()
             log.warning("rate limit store failed, admitting", error=f"{type(exc).__name__}: {exc}")
             return 0.0
         return int(wait_us) / 1_000_000

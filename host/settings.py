@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # The webhook server: open connections at most, and seconds for a request's head and body
     webhook_max_connections: int = Field(default=200, ge=1, le=10_000)
     webhook_read_timeout: float = Field(default=10.0, gt=0)
+    # GET /metrics, /health and /ready on a server of their own (polling mode's only one); unset means none
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Engine limits for a broken or hostile model
     llm_max_tool_calls_per_step: int = Field(default=16, ge=1)
     llm_max_tool_calls_per_turn: int = Field(default=64, ge=1)
@@ -87,6 +90,12 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
             raise ValueError("use 1 to 256 characters of A-Z, a-z, 0-9, _ and -")
         return value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """`METRICS_PORT=` (empty) means unset, as leaving it out does."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -14,12 +14,8 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 def find_uv(home: Path, path: str) -> subprocess.CompletedProcess[str]:
     """Source scripts/find-uv in a clean shell; stdout: what UV is, then what it says its version is."""
-    env = {
-        "HOME": str(home),
-        "PATH": path,
-        # pip's download cache stays the real one, so that CI downloads uv once, not once per run
-        "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip")),
-    }
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("UV", "XDG_"))}
+    env |= {"HOME": str(home), "PATH": path}  # the rest (certificates, proxies, pip's cache) as the user has it
     script = 'source scripts/find-uv && echo "$UV" && $UV --version'
     return subprocess.run(
         ["/bin/bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False

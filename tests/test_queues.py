@@ -4,6 +4,7 @@ does not stop its chat."""
 import anyio
 import pytest
 
+from host import metrics
 from host.service.queues import ChatQueues
 
 pytestmark = pytest.mark.anyio
@@ -69,3 +70,39 @@ async def test_finish_gives_up_after_the_grace_and_leaving_cancels() -> None:
         assert not await queues.finish(0.05)
         assert queues.busy == 1
     assert cancelled.is_set()
+
+
+def queued() -> float:
+    return metrics.REGISTRY.get_sample_value("bot_queued_messages") or 0.0
+
+
+async def test_bot_queued_messages_counts_what_waits_behind_a_turn_until_it_is_handled_or_abandoned() -> None:
+    before = queued()
+    started, release = anyio.Event(), anyio.Event()
+    abandoned: list[int] = []
+
+    async def handle(item: int) -> None:
+        started.set()
+        if item == 1:
+            await release.wait()
+
+    async def abandon(item: int) -> None:
+        abandoned.append(item)
+
+    async with ChatQueues[int](handle, abandon) as queues:
+        for item in (1, 2, 3):
+            queues.submit("chat", item)
+        with anyio.fail_after(5):
+            await started.wait()
+        assert queued() - before == 2  # 1 is being answered, 2 and 3 wait
+        release.set()
+        assert await queues.finish(5)
+        assert queued() == before
+        release = anyio.Event()
+        started = anyio.Event()
+        for item in (1, 4):
+            queues.submit("chat", item)
+        with anyio.fail_after(5):
+            await started.wait()
+        assert queued() - before == 1
+    assert abandoned == [4] and queued() == before  # leaving cancelled 1 and abandoned 4

@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio
 from structlog.testing import capture_logs
 
+from host import metrics
 from host.errors import ConfigError
 from host.ratelimit import MemoryRateLimiter, RedisRateLimiter, open_rate_limiter
 from tests.conftest import free_port
@@ -158,11 +159,13 @@ async def test_redis_keys_expire_with_the_window(redis_client: redis.asyncio.Red
 
 async def test_an_unreachable_redis_admits_everyone_quickly_and_warns_without_the_password() -> None:
     url = f"redis://:hunter2secret@127.0.0.1:{free_port()}/0"
+    failures_before = metrics.REGISTRY.get_sample_value("ratelimit_redis_errors_total") or 0.0
     with capture_logs() as logs, anyio.fail_after(5):
         async with open_rate_limiter(url, user_limit=1, global_limit=1, window=60) as dead:
             assert [await dead.admit(1) for _ in range(3)] == [0, 0, 0]
     warnings = [entry for entry in logs if entry["log_level"] == "warning"]
     assert len(warnings) == 3 and "hunter2secret" not in repr(logs)
+    assert metrics.REGISTRY.get_sample_value("ratelimit_redis_errors_total") == failures_before + 3  # the dashboard
 
 
 async def test_open_rate_limiter_without_a_url_is_the_memory_one_and_a_bad_url_names_redis_url() -> None:

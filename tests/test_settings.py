@@ -57,6 +57,21 @@ def test_the_data_folder_is_absolute_and_holds_the_default_database(
     assert Settings().database_url == "postgresql+asyncpg://bot@db/bot"  # an explicit URL wins
 
 
+def test_metrics_are_off_by_default_in_polling_and_listen_on_loopback_when_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert (Settings().metrics_port, Settings().metrics_host) == (None, "127.0.0.1")
+    monkeypatch.setenv("METRICS_PORT", "")
+    assert Settings().metrics_port is None
+    monkeypatch.setenv("METRICS_PORT", "9464")
+    monkeypatch.setenv("METRICS_HOST", "0.0.0.0")
+    assert (Settings().metrics_port, Settings().metrics_host) == (9464, "0.0.0.0")
+    monkeypatch.setenv("METRICS_PORT", "70000")
+    with pytest.raises(ConfigError, match="METRICS_PORT"):
+        load_settings()
+
+
 ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 USED_BY_THE_SHIPPED_CONFIG = {"DEMO_DATABASE_URL"}
 

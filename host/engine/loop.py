@@ -117,7 +117,7 @@ class Engine:
     ) -> AsyncGenerator[EngineEvent, None]:
         """Answer a user message stored by a turn that never finished (its process died): the turn runs again on
         the stored history, the tool calls it made included, without storing the message again."""
-        async for event in self._answer(chat_id, conversation_id, message):
+        async for event in self._answer(chat_id, conversation_id, message, user_id=None):
             yield event
 
     async def _turn(
@@ -129,18 +129,32 @@ class Engine:
         update_id: int | None,
         route: dict[str, Any] | None,
     ) -> AsyncIterator[EngineEvent]:
+        started = time.perf_counter()
+
+        def summary(outcome: str, error: str | None = None) -> None:  # of a turn that ends before the model is asked
+            seconds = time.perf_counter() - started
+            _summary(outcome, chat_id=chat_id, user_id=user_id, steps=0, tool_calls=0, seconds=seconds, error=error)
+
         user = _text_message("user", text)
-        context = await self._context(chat_id)
-        if user.token_count > context.budget:
+        try:
+            context = await self._context(chat_id)
+            fits = user.token_count <= context.budget
+            conversation_id = (
+                await self.store.begin_turn(chat_id, topic_id, user, user_id, update_id=update_id, route=route)
+                if fits
+                else None
+            )
+        except Exception as exc:
+            summary("failed", type(exc).__name__)
+            raise
+        if not fits:
+            summary("refused")
             yield _refusal(chat_id, user, context.budget)
             return
-        conversation_id = await self.store.begin_turn(
-            chat_id, topic_id, user, user_id, update_id=update_id, route=route
-        )
         if conversation_id is None:
             log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
             return
-        async for event in self._answer(chat_id, conversation_id, user, context):
+        async for event in self._answer(chat_id, conversation_id, user, context, user_id=user_id):
             yield event
 
     async def _answer(
@@ -149,25 +163,49 @@ class Engine:
         conversation_id: int,
         user: StoredMessage,
         context: _Context | None = None,
+        *,
+        user_id: int | None,
     ) -> AsyncIterator[EngineEvent]:
+        """The model-tool rounds of a stored message; however they end, one `turn_finished` line sums them up."""
         turn = await self._prepare(chat_id, conversation_id, user, context or await self._context(chat_id))
         limit = self.settings.max_tool_steps
-        for step in range(1, limit + 2):
-            answer_now = step > limit  # past the step limit the model must answer, and gets no tools
-            replies: list[Completion] = []
-            async for delta in self._ask(turn, replies, with_tools=not answer_now):
-                yield delta
-            completion = replies[0]
-            self._count(turn, completion)
-            if answer_now or not completion.tool_calls:
-                yield await self._finish(turn, completion, step)
-                return
-            calls = await self._remember_call(turn, completion)
-            for call in calls:
-                if call.shown:
-                    yield ToolStarted(call.call.id, call.server, call.tool, call.arguments or {})
-            for finished in await self._run_tools(turn, calls):
-                yield finished
+        outcome, error, step = "stopped", None, 0  # "stopped": the consumer closed the turn early
+        try:
+            for step in range(1, limit + 2):
+                answer_now = step > limit  # past the step limit the model must answer, and gets no tools
+                replies: list[Completion] = []
+                async for delta in self._ask(turn, replies, with_tools=not answer_now):
+                    yield delta
+                completion = replies[0]
+                self._count(turn, completion)
+                if answer_now or not completion.tool_calls:
+                    finished = await self._finish(turn, completion, step)
+                    outcome = "answered"
+                    yield finished
+                    return
+                calls = await self._remember_call(turn, completion)
+                for call in calls:
+                    if call.shown:
+                        yield ToolStarted(call.call.id, call.server, call.tool, call.arguments or {})
+                for done in await self._run_tools(turn, calls):
+                    yield done
+        except Exception as exc:
+            outcome, error = "failed", type(exc).__name__
+            raise
+        except anyio.get_cancelled_exc_class():
+            outcome = "cancelled"
+            raise
+        finally:
+            _summary(
+                outcome,
+                chat_id=chat_id,
+                user_id=user_id,
+                steps=step,
+                tool_calls=turn.tool_calls,
+                seconds=time.perf_counter() - turn.started,
+                usage=Usage(turn.prompt_tokens, turn.completion_tokens),
+                error=error,
+            )
 
     async def _ask(
         self, turn: _Turn, replies: list[Completion], *, with_tools: bool
@@ -232,15 +270,6 @@ class Engine:
         answer = _text_message("assistant", text)
         await self.store.append(turn.conversation_id, answer)
         usage = Usage(prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens)
-        log.info(
-            "turn_finished",
-            chat_id=turn.chat_id,
-            steps=steps,
-            tool_calls=turn.tool_calls,
-            seconds=round(time.perf_counter() - turn.started, 3),
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-        )
         return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls)
 
     async def _remember_call(self, turn: _Turn, completion: Completion) -> list[Call]:
@@ -321,6 +350,34 @@ def _text_message(role: Literal["user", "assistant"], text: str) -> StoredMessag
     """A message that is only text, with its token cost."""
     return StoredMessage(
         role=role, content=text, tool_calls=None, tool_call_id=None, token_count=count_message_tokens(role, text, None)
+    )
+
+
+def _summary(
+    outcome: str,
+    *,
+    chat_id: int,
+    user_id: int | None,
+    steps: int,
+    tool_calls: int,
+    seconds: float,
+    usage: Usage | None = None,
+    error: str | None = None,
+) -> None:
+    """The one line every turn ends with (a repeated delivery has none): answered, refused (it cannot fit the
+    context), failed (`error` names the exception), cancelled (the bot stops) or stopped (the consumer closed it);
+    never the texts."""
+    log.info(
+        "turn_finished",
+        outcome=outcome,
+        chat_id=chat_id,
+        **({} if user_id is None else {"user_id": user_id}),  # else the front end's bound user_id, if any
+        steps=steps,
+        tool_calls=tool_calls,
+        seconds=round(seconds, 3),
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        **({"error": error} if error else {}),
     )
 
 

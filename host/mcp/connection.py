@@ -1,7 +1,8 @@
 """One MCP server connection, owned by one task: open, list tools, follow list changes, reopen after a failure.
 
 Every `async with Client` is entered and left in the owner task (`run`), as the SDK requires; other tasks
-only call tools through it. Imports config, tools, transports, stderr, wire and errors; nothing else from the host.
+only call tools through it. Imports config, tools, transports, stderr, wire, errors and metrics; nothing else from
+the host.
 """
 
 import enum
@@ -19,6 +20,7 @@ from mcp.client.subscriptions import SubscriptionLost
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from host import metrics
 from host.backoff import backoff
 from host.errors import ServerUnavailable
 from host.mcp.config import ServerConfig
@@ -71,6 +73,9 @@ class ServerConnection:
         self.retry_at: float | None = None
         self.calls_in_flight = 0
         self.last_used = anyio.current_time()
+        self._gauged = chat_id in (None, 0)  # a shared server or a per-chat server's listing instance
+        if self._gauged:
+            metrics.server_up(config.name, False)
         self._log = log.bind(server=config.name, **({} if chat_id is None else {"chat_id": chat_id}))
         self._backoff_first = backoff_first
         self._backoff_cap = backoff_cap
@@ -193,6 +198,8 @@ class ServerConnection:
         self.status, self.error = status, error
         if status is not Status.CONNECTED:
             self.tools = ()
+        if self._gauged:
+            metrics.server_up(self.name, status is Status.CONNECTED)
         self._changed.set()
         self._changed = anyio.Event()
 

@@ -3,7 +3,7 @@
 Shared servers start with the registry. A `scope: "chat"` server starts one listing instance with it (chat 0's),
 whose tools and instructions stand for every chat; a chat's own instance starts on its first tool call and stops
 when idle (or when too many run). Tools get model-facing names from naming.py. The catalogue is a frozen value,
-built once per change of any server's tools or connection. Imports host.mcp, host.tokens and errors.
+built once per change of any server's tools or connection. Imports host.mcp, host.tokens, host.metrics and errors.
 """
 
 import os
@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from host import metrics
 from host.errors import ServerUnavailable, UnknownToolError
 from host.mcp.config import CHAT_ID_PLACEHOLDER, ServerConfig
 from host.mcp.connection import BACKOFF_CAP, BACKOFF_FIRST, ServerConnection, Status
@@ -201,11 +202,13 @@ class Registry:
         entry = self._current().by_name.get(name)
         if entry is not None:
             connection = await self._serving(self._by_name[entry.connection.name], chat_id)
-            return await self._call(connection, entry.spec.name, arguments)
+            return await self._call(connection, entry.spec.name, arguments, listed=True)
         owner = self._owners.get(name)
         listed = self._listed.get(owner) if owner is not None else None
         if listed is not None and listed.status is not Status.CONNECTED:
+            metrics.tool_call(listed.name, metrics.OTHER, "unavailable")
             raise ServerUnavailable(listed.unavailable_reason())
+        metrics.tool_call(metrics.OTHER, metrics.OTHER, "unknown")
         raise UnknownToolError(f"no tool named {name!r} is available")
 
     async def call_server_tool(self, server: str, tool: str, arguments: dict[str, Any], chat_id: int = 0) -> ToolResult:
@@ -216,11 +219,22 @@ class Registry:
             raise ServerUnavailable(f"no enabled server named {server!r}")
         return await self._call(await self._serving(config, chat_id), tool, arguments)
 
-    async def _call(self, connection: ServerConnection, tool: str, arguments: dict[str, Any]) -> ToolResult:
+    async def _call(
+        self, connection: ServerConnection, tool: str, arguments: dict[str, Any], *, listed: bool = False
+    ) -> ToolResult:
+        """The call, logged and counted; its tool is a metric label only when the catalogue or the server lists it."""
+        listed = listed or any(spec.name == tool for spec in connection.tools)
+        label = tool if listed else metrics.OTHER
         with structlog.contextvars.bound_contextvars(server=connection.name, tool=tool):
             started = time.perf_counter()
-            result = await connection.call(tool, arguments)
-            log.info("tool_called", ok=not result.is_error, ms=round((time.perf_counter() - started) * 1000, 1))
+            try:
+                result = await connection.call(tool, arguments)
+            except ServerUnavailable:
+                metrics.tool_call(connection.name, label, "unavailable")
+                raise
+            seconds = time.perf_counter() - started
+            metrics.tool_call(connection.name, label, "error" if result.is_error else "ok", seconds)
+            log.info("tool_called", ok=not result.is_error, ms=round(seconds * 1000, 1))
         return result
 
     async def _stop_idle_instances(self) -> None:

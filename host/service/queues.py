@@ -3,7 +3,8 @@ its own. Different chats are handled at the same time; the messages of one chat 
 they arrived, so that a message sent during a turn waits for it instead of being dropped or interleaved.
 
 `submit` is synchronous: the order is fixed the moment an update is read. When the queues are cancelled
-(the bot stops), `abandon` is called for each item that was still waiting. Imports nothing from the host.
+(the bot stops), `abandon` is called for each item that was still waiting; bot_queued_messages counts the
+items waiting. Imports host.metrics only.
 """
 
 from collections import deque
@@ -14,6 +15,8 @@ from typing import Generic, TypeVar
 import anyio
 import anyio.abc
 import structlog
+
+from host import metrics
 
 log = structlog.get_logger("host.service")
 
@@ -56,6 +59,7 @@ class ChatQueues(Generic[T]):
     def submit(self, key: Hashable, item: T) -> None:
         """Queue an item behind the conversation's earlier ones."""
         assert self._tasks is not None, "use ChatQueues inside `async with`"
+        metrics.QUEUED.inc()
         queue = self._queues.get(key)
         if queue is not None:
             queue.append(item)
@@ -74,6 +78,7 @@ class ChatQueues(Generic[T]):
         queue = self._queues[key]
         try:
             while queue:
+                metrics.QUEUED.dec()  # its turn has come
                 try:
                     await self._handle(queue[0])
                 except Exception:  # one failing message must not stop its chat, or the bot
@@ -81,6 +86,7 @@ class ChatQueues(Generic[T]):
                 queue.popleft()
         except anyio.get_cancelled_exc_class():
             queue.popleft()  # the one being handled was told by its handler
+            metrics.QUEUED.dec(len(queue))
             if queue and self._abandon is not None:
                 with anyio.move_on_after(ABANDON_SECONDS, shield=True):
                     for item in queue:

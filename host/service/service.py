@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import structlog
 
+from host import metrics
 from host.engine.events import EngineEvent, TurnFinished
 from host.engine.llm import ChatModel
 from host.engine.loop import Engine
@@ -49,8 +50,24 @@ class Service:
         return self.gate.is_admin(user_id)
 
     async def admit(self, request: Request, *, turn: bool) -> Refused | None:
-        """None when the request may go on (see Gate.admit)."""
-        return await self.gate.admit(request, turn=turn)
+        """None when the request may go on (see Gate.admit). A refusal, or a database that fails the gate, is a
+        message in bot_messages_total (a repeated delivery is not)."""
+        try:
+            refusal = await self.gate.admit(request, turn=turn)
+        except StorageError:
+            metrics.STORAGE_ERRORS.inc()
+            self._counted("failed", request.user_id)
+            raise
+        if refusal is not None and refusal.reason != "repeated":
+            self._counted("refused", request.user_id)
+        return refusal
+
+    def refused(self, request: Request) -> None:
+        """A front end refused the request itself (over its own length limits): counted as a refused message."""
+        self._counted("refused", request.user_id)
+
+    def _counted(self, status: str, user_id: int | None) -> None:
+        metrics.message(status, admin=self.is_admin(user_id), user_id=user_id)
 
     async def claim(self, request: Request) -> bool:
         """The one claim of an update the bot answers without a turn; False for a repeated delivery."""
@@ -68,11 +85,38 @@ class Service:
             update_id=request.update_id,
             route=request.route,
         )
-        async with aclosing(turn) as events:
+        async with aclosing(self._measured(turn, request.user_id)) as events:
             async for event in events:
                 if isinstance(event, TurnFinished) and event.refused and not await self.claim(request):
                     return
                 yield event
+
+    async def _measured(
+        self, turn: AsyncGenerator[EngineEvent, None], user_id: int | None
+    ) -> AsyncGenerator[EngineEvent, None]:
+        """The turn's events, while bot_active_sessions counts it; its end is a message in bot_messages_total
+        (answered, refused, or failed when it raised; a repeated delivery, which yields nothing, is not counted)."""
+        status: str | None = None
+        metrics.ACTIVE_SESSIONS.inc()
+        try:
+            async with aclosing(turn) as events:
+                async for event in events:
+                    if isinstance(event, TurnFinished):
+                        status = "refused" if event.refused else "answered"
+                    yield event
+        except StorageError:
+            status = status or "failed"
+            metrics.STORAGE_ERRORS.inc()
+            raise
+        except GeneratorExit:
+            raise
+        except BaseException:
+            status = status or "failed"
+            raise
+        finally:
+            metrics.ACTIVE_SESSIONS.dec()
+            if status is not None:
+                self._counted(status, user_id)
 
     def resume(self, orphan: Orphan) -> AsyncGenerator[EngineEvent, None]:
         """The turn of a stored message whose reply a crash left owed, run again on the stored history."""
@@ -85,7 +129,8 @@ class Service:
             id=orphan.message_id,
             created_at=orphan.created_at,
         )
-        return self.engine.resume(orphan.chat_id, orphan.topic_id, orphan.conversation_id, message)
+        turn = self.engine.resume(orphan.chat_id, orphan.topic_id, orphan.conversation_id, message)
+        return self._measured(turn, orphan.user_id)
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> None:
         """A new conversation in the chat; the old one stays stored but leaves the window."""

@@ -62,6 +62,7 @@ class FrontEnd:
                     await send_html(self.bot, target, UNREADABLE)
                 elif message.kind == "too_long":
                     log.warning("message_refused", reason="over Telegram's length limit")
+                    self.service.refused(request)
                     await self._tell(target, TOO_LONG)
                 elif message.kind == "command":
                     await self._command(message, target)

@@ -4,13 +4,13 @@ running turns SHUTDOWN_GRACE_SECONDS to finish, and close everything (MCP server
 """
 
 import signal
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import anyio
 import structlog
 from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.request import HTTPXRequest
 
 from host import log as logs
 from host.app import App, open_app
@@ -18,9 +18,11 @@ from host.errors import ConfigError, HostError
 from host.redact import public_url
 from host.service import ChatQueues, Orphan
 from host.settings import Settings
+from host.telegram.botapi import MeteredRequest
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
 from host.telegram.polling import polling
+from host.telegram.probes import serving_probes
 from host.telegram.recovery import Recovery
 from host.telegram.webhook import serving_webhook
 
@@ -128,7 +130,7 @@ def _bot(settings: Settings, token: str) -> Bot:
         token,
         base_url=base_url,
         base_file_url=file_url,
-        request=HTTPXRequest(connection_pool_size=CONNECTIONS, pool_timeout=30.0),
+        request=MeteredRequest(connection_pool_size=CONNECTIONS, pool_timeout=30.0),
     )  # getUpdates goes through polling.Poller's own connection
 
 
@@ -191,7 +193,12 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
                 backoff_cap=settings.telegram_poll_retry_max_seconds,
             )
         )
-        async with source:
+        webhook_serves_probes = bool(settings.telegram_webhook_url) and settings.metrics_port in (
+            None,
+            settings.webhook_port,
+        )
+        probes = nullcontext() if webhook_serves_probes else serving_probes(app)
+        async with probes, source:
             stop.serving = True
             log.info("bot_running", mode="webhook" if settings.telegram_webhook_url else "polling")
             await stop.requested.wait()

@@ -2,7 +2,7 @@
 its own so that one the bot cannot read is logged and confirmed instead of stopping the bot, transient failures
 retried with capped backoff and logged once per outage, and only a rejected token ends it.
 
-Imports PTB, host.errors and host.telegram.send only.
+Imports PTB, host.errors, host.telegram.botapi and host.telegram.send only.
 """
 
 import json
@@ -16,10 +16,10 @@ import anyio
 import structlog
 from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError, TimedOut
-from telegram.request import HTTPXRequest
 
 from host.backoff import backoff
 from host.errors import ConfigError, HostError
+from host.telegram.botapi import MeteredRequest
 from host.telegram.send import retry_after_seconds
 
 log = structlog.get_logger("host.telegram")
@@ -203,7 +203,7 @@ class Poller:
         self.accept(update)
 
 
-class _PollRequest(HTTPXRequest):
+class _PollRequest(MeteredRequest):
     """PTB's HTTPX request, except that a body that is not JSON (a proxy's 502 page) is only the TelegramError it
     becomes: PTB's own parser also logs each one with a traceback, a line per retry during an outage."""
 

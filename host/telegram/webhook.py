@@ -3,41 +3,36 @@
 
 POST <path of TELEGRAM_WEBHOOK_URL>: an update, accepted only with the right X-Telegram-Bot-Api-Secret-Token
 (compared in constant time, else 403); a body over MAX_UPDATE_BYTES gets 413 before it is read, one that is not
-an update gets 400. GET /health: the process is alive. GET /ready: the database, the model and each MCP server,
-503 when the database or the model is down; one check at a time, its report reused for READY_CACHE_SECONDS.
+an update gets 400. GET /health, /ready and /metrics: host.telegram.probes.
 """
 
 import hmac
 import json
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from telegram import Bot, Update
 from telegram.error import TelegramError
 
 from host.app import App
-from host.errors import ConfigError, HostError
+from host.errors import HostError
 from host.log import Throttle
 from host.redact import redact_clipped
+from host.telegram.probes import Readiness, listen, probe_routes, readiness
 from host.telegram.webserver import Limits, WebServer, refused
 
 log = structlog.get_logger("host.telegram")
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 MAX_UPDATE_BYTES = 1 << 20  # Telegram's updates are a few kilobytes
-READY_CACHE_SECONDS = 5.0
 TELEGRAM_MAX_CONNECTIONS = 100  # the most setWebhook accepts
-
-Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
 
 def webhook_app(
@@ -52,7 +47,6 @@ def webhook_app(
     """`accept` receives each update the moment it is read (it must not block); `readiness` reports health;
     refused requests are logged through `refusals` (at most one line a minute for each reason)."""
     expected = secret.encode()
-    ready_report = _Cached(readiness, READY_CACHE_SECONDS)
 
     async def receive(request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
@@ -74,20 +68,7 @@ def webhook_app(
         accept(update)
         return Response(status_code=200)
 
-    async def health(_request: Request) -> Response:
-        return JSONResponse({"status": "alive"})
-
-    async def ready(_request: Request) -> Response:
-        ok, report = await ready_report()
-        return JSONResponse({"status": "ready" if ok else "not ready", **report}, status_code=200 if ok else 503)
-
-    return Starlette(
-        routes=[
-            Route(path, receive, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/ready", ready, methods=["GET"]),
-        ]
-    )
+    return Starlette(routes=[Route(path, receive, methods=["POST"]), *probe_routes(readiness)])
 
 
 async def _body(request: Request, limit: int) -> bytes | None:
@@ -109,25 +90,6 @@ def _closing(status: int) -> Response:
     return Response(status_code=status, headers={"Connection": "close"})
 
 
-class _Cached:
-    """`await cached()`: the check's last result while it is younger than `seconds`; callers that arrive
-    during a check wait for it instead of starting their own."""
-
-    def __init__(self, check: Readiness, seconds: float) -> None:
-        self.check = check
-        self.seconds = seconds
-        self._lock = anyio.Lock()
-        self._result: tuple[bool, dict[str, Any]] | None = None
-        self._at = 0.0
-
-    async def __call__(self) -> tuple[bool, dict[str, Any]]:
-        async with self._lock:
-            if self._result is None or anyio.current_time() - self._at >= self.seconds:
-                self._result = await self.check()
-                self._at = anyio.current_time()
-            return self._result
-
-
 @asynccontextmanager
 async def serving_webhook(
     app: App, bot: Bot, accept: Callable[[Update], None], *, allowed_updates: list[str]
@@ -140,14 +102,9 @@ async def serving_webhook(
     path = urlsplit(settings.telegram_webhook_url).path or "/"
     refusals = Throttle()
     web = webhook_app(
-        path=path, secret=secret, bot=bot, accept=accept, readiness=lambda: _readiness(app), refusals=refusals
+        path=path, secret=secret, bot=bot, accept=accept, readiness=lambda: readiness(app), refusals=refusals
     )
-    try:
-        listener = socket.create_server((settings.webhook_host, settings.webhook_port), backlog=1024)
-    except OSError as error:
-        address = f"{settings.webhook_host}:{settings.webhook_port}"
-        raise ConfigError(f"WEBHOOK_HOST/WEBHOOK_PORT: cannot listen on {address}: {error.strerror}") from None
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener = listen(settings.webhook_host, settings.webhook_port, "WEBHOOK_HOST/WEBHOOK_PORT")
     limits = Limits(max_connections=settings.webhook_max_connections, read_timeout=settings.webhook_read_timeout)
     server = WebServer(web, limits, refusals)
     async with anyio.create_task_group() as tasks:
@@ -166,20 +123,3 @@ async def serving_webhook(
             yield
         finally:
             server.should_exit = True
-
-
-async def _readiness(app: App) -> tuple[bool, dict[str, Any]]:
-    """/ready's answer: the service's readiness as JSON, a server's state without its reason (anyone may ask)."""
-    ready = await app.service.readiness()
-    servers = {
-        server.name: server.state
-        if server.running_per_chat is None
-        else f"{server.state}; per chat, {server.running_per_chat} running"
-        for server in ready.servers
-    }
-    report = {
-        "database": "ok" if ready.database else "unavailable",
-        "model": "ok" if ready.model else "unavailable",
-        "servers": servers,
-    }
-    return ready.ready, report

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ChatModel, ModelSettings, TextDelta
@@ -235,3 +236,33 @@ async def test_history_survives_a_restart_and_keeps_tool_calls_with_their_result
     roles = [message["role"] for message in model_server.bodies[2]["messages"]]
     assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
     assert model_server.bodies[2]["messages"][3]["content"] == "remember me"
+
+
+async def test_every_turn_ends_with_one_summary_line_however_it_ends(
+    model_server: ScriptedModelServer, store_url: str, new_id: Callable[[], int]
+) -> None:
+    chat = new_id()
+    model_server.script(
+        Reply(tool_calls=(Call("ours__add", {"a": 2, "b": 3}),), usage=(40, 6)),
+        Reply(text="5", usage=(50, 1)),
+        Fail(503, times=None),
+    )
+    with capture_logs() as logs:
+        async with engine_for(model_server, store_url, retry_attempts=1) as engine:
+            await run_turn(engine, chat, "add 2 and 3")
+            with anyio.fail_after(30), pytest.raises(ModelUnavailable):
+                await run_turn(engine, chat, "again")
+            await run_turn(engine, chat, "word " * 9000)
+    lines = [line for line in logs if line["event"] == "turn_finished"]
+    assert [line["outcome"] for line in lines] == ["answered", "failed", "refused"]
+    answered, failed, refused = lines
+    assert answered["chat_id"] == chat and answered["user_id"] == chat and answered["seconds"] > 0
+    assert (answered["steps"], answered["tool_calls"], answered["prompt_tokens"], answered["completion_tokens"]) == (
+        2,
+        1,
+        90,
+        7,
+    )
+    assert failed["error"] == "ModelUnavailable" and failed["prompt_tokens"] == 0 and failed["steps"] == 1
+    assert refused["tool_calls"] == 0 and refused["steps"] == 0
+    assert "add 2 and 3" not in repr(lines)  # never the texts

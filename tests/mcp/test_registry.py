@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
+from host import metrics
 from host.errors import ServerUnavailable, UnknownToolError
 from host.mcp.config import load_servers, parse_servers
 from host.mcp.connection import ServerConnection, Status
@@ -320,3 +321,36 @@ async def gather(*awaitables: Any) -> list[Any]:
         for index, awaitable in enumerate(awaitables):
             tasks.start_soon(run, index, awaitable)
     return results
+
+
+def sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_tool_calls_and_server_state_reach_the_metrics_with_bounded_labels(write_config: Any) -> None:
+    config = write_config({"metered": peer_server()})
+    calls = "mcp_tool_calls_total"  # the server's name is this test's own: its series start at 0
+    unknown_before = sample(calls, mcp_name="other", tool_name="other", status="unknown")
+    with anyio.fail_after(60):
+        async with Registry(load_servers(config), backoff_first=0.2) as registry:
+            metered = await connection_named(registry, "metered")
+            assert sample("mcp_server_up", mcp_name="metered") == 1
+            assert (await registry.call("metered__add", {"a": 1, "b": 2})).text() == "3"
+            assert (await registry.call("metered__fail", {"message": "no"})).is_error
+            assert (await registry.call_server_tool("metered", "no_such_tool_name", {})).is_error
+            with pytest.raises(UnknownToolError):
+                await registry.call("nobody__nothing", {})
+            os.kill(int((await registry.call("metered__pid", {})).text()), signal.SIGKILL)
+            await metered.wait_until(lambda c: c.status is not Status.CONNECTED)
+            assert sample("mcp_server_up", mcp_name="metered") == 0
+            with pytest.raises(ServerUnavailable):
+                await registry.call_server_tool("metered", "pid", {})
+            await metered.wait_until(connected)
+            assert sample("mcp_server_up", mcp_name="metered") == 1
+    assert sample(calls, mcp_name="metered", tool_name="add", status="ok") == 1
+    assert sample(calls, mcp_name="metered", tool_name="fail", status="error") == 1
+    assert sample(calls, mcp_name="metered", tool_name="other", status="error") == 1  # a name no listing has
+    assert sample(calls, mcp_name="metered", tool_name="other", status="unavailable") == 1
+    assert sample(calls, mcp_name="other", tool_name="other", status="unknown") == unknown_before + 1
+    assert sample("mcp_tool_call_duration_seconds_count", mcp_name="metered", tool_name="add") >= 1
+    assert sample("mcp_server_up", mcp_name="metered") == 0  # stopped with the registry

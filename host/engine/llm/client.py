@@ -6,6 +6,7 @@ bounds a whole call and LLM_MAX_RESPONSE_BYTES what one answer may hold in memor
 """
 
 import json
+import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import openai
 import structlog
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
+from host import metrics
 from host.backoff import backoff
 from host.engine.llm.failures import Failure, Malformed, TooLarge, classify
 from host.engine.llm.values import Completion, ModelEvent, ModelSettings, ReasoningDelta, TextDelta
@@ -182,14 +184,18 @@ class ChatModel:
         attempts = max(1, self.settings.retry_attempts)
         for number in range(1, attempts + 1):
             yielded = False
+            started = time.perf_counter()
             try:
                 async with aclosing(attempt(anyio.current_time() + self.settings.timeout)) as events:
                     async for event in events:
                         yielded = yielded or not isinstance(event, Completion)
+                        if isinstance(event, Completion):
+                            self._measured("ok", started, event)
                         yield event
                 return
             except (openai.OpenAIError, httpx2.HTTPError, TimeoutError, ValueError, Malformed, TooLarge) as exc:
                 failure = classify(exc)
+            self._measured(_status(failure), started)
             again = failure.retryable and not yielded and number < attempts
             delay = self._delay(failure, number) if again else None
             log.warning(
@@ -203,6 +209,14 @@ class ChatModel:
             if delay is None:
                 raise ModelUnavailable(self._message(failure, number, midway=yielded)) from None
             await anyio.sleep(delay)
+
+    def _measured(self, status: str, started: float, completion: Completion | None = None) -> None:
+        """One request in llm_request_duration_seconds; the tokens of an answer in llm_tokens_total."""
+        model = self.settings.model
+        metrics.llm_request(model, status, time.perf_counter() - started)
+        if completion is not None and completion.usage is not None:
+            usage = completion.usage
+            metrics.llm_tokens(model, prompt=usage.prompt_tokens, completion=usage.completion_tokens)
 
     def _delay(self, failure: Failure, number: int) -> float:
         if failure.retry_after is not None:
@@ -306,3 +320,13 @@ class ChatModel:
         if completion.text:
             yield TextDelta(completion.text)
         yield completion
+
+
+_KINDS = frozenset({"timeout", "connection", "stream_error", "malformed", "too_large"})
+
+
+def _status(failure: Failure) -> str:
+    """A failed request's llm_request_duration_seconds status: http_4xx/http_5xx, a known kind, or "error"."""
+    if failure.status:
+        return f"http_{failure.status // 100}xx"
+    return failure.kind if failure.kind in _KINDS else "error"
