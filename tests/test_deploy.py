@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -152,9 +153,19 @@ def test_the_image_runs_mcpbot_as_a_non_root_user_with_a_data_volume() -> None:
     assert any(step.startswith("--from=node /usr/local/bin/node ") for step in instructions(final, "COPY"))
 
 
+def this_machines_uv() -> list[str]:
+    """The uv the README's commands use: $UV as scripts/test exports it, else what scripts/find-uv finds."""
+    if os.environ.get("UV"):
+        return shlex.split(os.environ["UV"])
+    found = subprocess.run(
+        ["bash", "-c", 'source scripts/find-uv && echo "$UV"'], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return shlex.split(found.stdout.strip())
+
+
 # The build stage's RUN steps this test does not perform, and why.
 NOT_PERFORMED = {
-    "pip install": "installs uv into the image; this machine's `python3 -m uv` stands in for it",
+    "pip install": "installs uv into the image; this machine's uv (scripts/find-uv) stands in for it",
 }
 
 
@@ -180,7 +191,7 @@ def test_the_build_stage_installs_the_bot_and_our_three_servers_and_nothing_for_
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(file, target)
         elif step.keyword == "RUN" and step.arguments.startswith("uv "):
-            command = ["python3", "-m", "uv", *step.arguments.split()[1:]]
+            command = [*this_machines_uv(), *step.arguments.split()[1:]]
             done = subprocess.run(command, cwd=app, env=env, capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, f"{step.arguments}: {done.stderr}"
             syncs += 1
