@@ -13,7 +13,7 @@ from host.errors import ConfigError
 from host.mcp.config import load_servers
 from host.mcp.registry import Registry
 from host.ratelimit import open_rate_limiter
-from host.service import Service
+from host.service import Access, Service
 from host.settings import Settings
 from host.storage import ConversationStore
 
@@ -82,5 +82,13 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             )
         )
         engine = Engine(model, registry, store, engine_settings)
-        service = Service(engine, registry, store, model, limiter, admins=frozenset(settings.admin_user_ids))
+        service = Service(
+            engine,
+            registry,
+            store,
+            model,
+            limiter,
+            admins=frozenset(settings.admin_user_ids),
+            access=Access(frozenset(settings.allowed_user_ids), frozenset(settings.allowed_chat_ids)),
+        )
         yield App(settings, registry, store, model, engine, service)

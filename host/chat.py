@@ -18,7 +18,10 @@ from host.app import App
 from host.errors import HostError, ModelUnavailable
 from host.service import Request, TextDelta, ToolFinished, ToolStarted, TurnFinished
 
-HELP = "Commands: /reset (new conversation), /tools, /servers (and the model), /exit. Anything else goes to the model."
+HELP = (
+    "Commands: /reset (new conversation), /tools, /servers (and the model), /block ID and /unblock ID (Telegram"
+    " users), /exit. Anything else goes to the model."
+)
 
 
 async def once(app: App, chat_id: int, text: str) -> int:
@@ -68,10 +71,27 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
         await _print_tools(app, chat_id)
     elif text == "/servers":
         await _print_servers(app, chat_id)
+    elif text.split()[0] in ("/block", "/unblock"):
+        await _block_or_unblock(app, text)
     elif text.startswith("/") and text != "/":
         print(HELP, file=sys.stderr)
     else:
         await _turn(app, chat_id, text, stream_to=sys.stdout)
+
+
+async def _block_or_unblock(app: App, text: str) -> None:
+    """/block ID or /unblock ID, as the operator (who is never refused)."""
+    command, _, argument = text.partition(" ")
+    if not argument.strip().lstrip("-").isdigit():
+        print(f"Usage: {command} USER_ID", file=sys.stderr)
+    elif command == "/block":
+        outcome = await app.service.block(int(argument), None)
+        print(
+            {"blocked": "Blocked.", "already": "Blocked already.", "admin": "An admin cannot be blocked."}[outcome],
+            file=sys.stderr,
+        )
+    else:
+        print("Unblocked." if await app.service.unblock(int(argument), None) else "Was not blocked.", file=sys.stderr)
 
 
 def _read_lines(send: MemoryObjectSendStream[str], token: anyio.lowlevel.EventLoopToken) -> None:

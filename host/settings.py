@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, repr=False)
 
     admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    # Unset both: anyone may use the bot. Set: only these users, in any chat, and anyone in these chats.
+    allowed_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    allowed_chat_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     rate_limit_user_requests: int = Field(default=20, gt=0)
     rate_limit_user_window: int = Field(default=60, gt=0)
@@ -75,7 +78,7 @@ class Settings(BaseSettings):
     # crash recovery (host/telegram/recovery.py): unanswered messages younger than this are answered after a restart
     recover_window_seconds: float = Field(default=600.0, ge=0)
 
-    @field_validator("admin_user_ids", mode="before")
+    @field_validator("admin_user_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         """Accept `1,2,3` (and spaces) as well as a JSON list."""

@@ -7,13 +7,14 @@ turn yields are imported from here. Imports the engine, the MCP registry, storag
 
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ReasoningDelta, TextDelta
-from host.service.gate import Refused, Request
+from host.service.gate import Access, Refused, Request
 from host.service.queues import ChatQueues
 from host.service.service import Service
 from host.service.status import Readiness, ServerStatus, ToolInfo
 from host.storage.pending import Orphan
 
 __all__ = [
+    "Access",
     "ChatQueues",
     "EngineEvent",
     "Orphan",

@@ -1,9 +1,11 @@
 """The gate every request passes before the bot acts on it, for every front end: the one claim of an update (a
-repeated delivery is ignored), empty text, the rate limit (admins are never limited). Values only come out;
-the front end words them. Imports storage's claim through a Protocol, the rate limiter and errors.
+repeated delivery is ignored), access (the blocklist, ALLOWED_USER_IDS and ALLOWED_CHAT_IDS), empty text, the
+rate limit. Admins are never refused access or limited. Values only come out; the front end words them. Imports
+storage through a Protocol, the rate limiter and errors.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -13,8 +15,22 @@ from host.ratelimit import RateLimiter
 log = structlog.get_logger("host.service")
 
 
-class UpdateClaims(Protocol):
+class GateStore(Protocol):
     async def claim_update(self, update_id: int) -> bool: ...
+    async def is_blocked(self, user_id: int) -> bool: ...
+    async def claim_refusal_notice(self, user_id: int, day: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may use the bot besides admins: everyone when both sets are empty; else users in `users` (in any chat)
+    and anyone in a chat in `chats` (a private chat's id is its user's id)."""
+
+    users: frozenset[int] = field(default_factory=frozenset)
+    chats: frozenset[int] = field(default_factory=frozenset)
+
+    def allows(self, user_id: int, chat_id: int) -> bool:
+        return (not self.users and not self.chats) or user_id in self.users or chat_id in self.chats
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,28 +47,33 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """Why the bot does not act on a request: "repeated" (answered before: say nothing), "empty" (no text for the
-    model), "rate_limited" (`seconds` until the user may send again)."""
+    """Why the bot does not act on a request: "repeated" (answered before: say nothing), "blocked" or
+    "not_allowed" (say so only when `notify`: once a day), "empty" (no text for the model), "rate_limited"
+    (`seconds` until the user may send again)."""
 
-    reason: Literal["repeated", "empty", "rate_limited"]
+    reason: Literal["repeated", "blocked", "not_allowed", "empty", "rate_limited"]
     seconds: int = 0
+    notify: bool = True
 
 
 REPEATED = Refused("repeated")
 
 
 class Gate:
-    def __init__(self, claims: UpdateClaims, limiter: RateLimiter, admins: frozenset[int]) -> None:
-        self.claims = claims
+    def __init__(
+        self, store: GateStore, limiter: RateLimiter, admins: frozenset[int], access: Access | None = None
+    ) -> None:
+        self.store = store
         self.limiter = limiter
         self.admins = admins
+        self.access = access or Access()
 
     def is_admin(self, user_id: int | None) -> bool:
         return user_id is not None and user_id in self.admins
 
     async def claim(self, request: Request) -> bool:
         """True the first time the request's update is claimed (always without an update id); a repeat is logged."""
-        if request.update_id is None or await self.claims.claim_update(request.update_id):
+        if request.update_id is None or await self.store.claim_update(request.update_id):
             return True
         log.info("update_repeated", action="ignored")
         return False
@@ -63,10 +84,27 @@ class Gate:
         message, so it is claimed here only when it is refused."""
         if not turn and not await self.claim(request):
             return REPEATED
-        refusal = Refused("empty") if turn and not request.text.strip() else await self._over_limit(request)
+        refusal = await self._no_access(request)
+        if refusal is None:
+            refusal = Refused("empty") if turn and not request.text.strip() else await self._over_limit(request)
         if refusal is not None and turn and not await self.claim(request):
             return REPEATED
         return refusal
+
+    async def _no_access(self, request: Request) -> Refused | None:
+        """A blocked user, or one the access lists leave out: refused, told so at most once a day (UTC)."""
+        user = request.user_id
+        if user is None or self.is_admin(user):
+            return None
+        if await self.store.is_blocked(user):
+            reason: Literal["blocked", "not_allowed"] = "blocked"
+        elif not self.access.allows(user, request.chat_id):
+            reason = "not_allowed"
+        else:
+            return None
+        notify = await self.store.claim_refusal_notice(user, datetime.now(UTC).date().isoformat())
+        log.info("access_refused", reason=reason, notified=notify)
+        return Refused(reason, notify=notify)
 
     async def _over_limit(self, request: Request) -> Refused | None:
         if request.user_id is None or self.is_admin(request.user_id):

@@ -6,6 +6,7 @@ bounded, and the status values front ends format. Front ends import this package
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import anyio
 import structlog
@@ -18,7 +19,7 @@ from host.errors import StorageError
 from host.mcp.registry import Registry
 from host.ratelimit import RateLimiter
 from host.service import status
-from host.service.gate import Gate, Refused, Request
+from host.service.gate import Access, Gate, Refused, Request
 from host.storage import ConversationStore, StoredMessage
 from host.storage.pending import Orphan
 
@@ -38,12 +39,13 @@ class Service:
         limiter: RateLimiter,
         *,
         admins: frozenset[int] = frozenset(),
+        access: Access | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.store = store
         self.model = model
-        self.gate = Gate(store, limiter, admins)
+        self.gate = Gate(store, limiter, admins, access)
 
     # -- the gate ---------------------------------------------------------------------------------------------
     def is_admin(self, user_id: int | None) -> bool:
@@ -68,6 +70,20 @@ class Service:
 
     def _counted(self, status: str, user_id: int | None) -> None:
         metrics.message(status, admin=self.is_admin(user_id), user_id=user_id)
+
+    async def block(self, user_id: int, by: int | None) -> Literal["blocked", "already", "admin"]:
+        """Block a user (by an admin, or None: the operator); admins cannot be blocked."""
+        if self.is_admin(user_id):
+            return "admin"
+        blocked = await self.store.block_user(user_id, by)
+        log.info("user_blocked" if blocked else "user_already_blocked", blocked_user=user_id, by=by)
+        return "blocked" if blocked else "already"
+
+    async def unblock(self, user_id: int, by: int | None) -> bool:
+        """Unblock a user; False when they were not blocked."""
+        unblocked = await self.store.unblock_user(user_id)
+        log.info("user_unblocked" if unblocked else "user_not_blocked", unblocked_user=user_id, by=by)
+        return unblocked
 
     async def claim(self, request: Request) -> bool:
         """The one claim of an update the bot answers without a turn; False for a repeated delivery."""
@@ -177,8 +193,10 @@ class Service:
         an old one."""
         while True:
             try:
-                forgotten = await self.store.forget_updates(datetime.now(UTC) - KEEP_UPDATES)
-                log.info("old_updates_forgotten", count=forgotten)
+                now = datetime.now(UTC)
+                forgotten = await self.store.forget_updates(now - KEEP_UPDATES)
+                notices = await self.store.forget_refusal_notices((now - KEEP_UPDATES).date().isoformat())
+                log.info("old_updates_forgotten", count=forgotten, notices=notices)
             except StorageError as error:
                 log.warning("old_updates_not_forgotten", error=str(error))
             await anyio.sleep(FORGET_EVERY)

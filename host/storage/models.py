@@ -133,3 +133,22 @@ class PendingReply(Base):
     lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     preview_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class BlockedUser(Base):
+    """A user an admin blocked: nothing they send is stored or answered (host.storage.access)."""
+
+    __tablename__ = "blocked_users"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    blocked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    blocked_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: the operator at a terminal
+
+
+class RefusalNotice(Base):
+    """The one notice a refused user (blocked, or not allowed) gets on a day (UTC): the row is its claim."""
+
+    __tablename__ = "refusal_notices"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD

@@ -1,5 +1,5 @@
-"""ConversationStore: conversations per chat and topic, their messages, users, claimed Telegram updates, and
-the replies still owed (host.storage.pending).
+"""ConversationStore: conversations per chat and topic, their messages, users, claimed Telegram updates, the
+replies still owed (host.storage.pending), and the blocklist with its refusal notices (host.storage.access).
 
 Owns the translation of SQLAlchemy and driver errors into StorageError. Imports nothing from the host but
 errors and storage; token counts arrive with the messages. Text is stored with NUL replaced by U+FFFD
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from host.errors import StorageError
-from host.storage import pending
+from host.storage import access, pending
 from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
 from host.storage.window import StoredMessage, fit_window
@@ -202,6 +202,29 @@ class ConversationStore:
                 connection.execute(delete(ProcessedUpdate).where(ProcessedUpdate.created_at < before)).rowcount or 0
             ),
         )
+
+    # -- access -----------------------------------------------------------------------------------------------
+    async def block_user(self, user_id: int, by: int | None) -> bool:
+        """Block the user; False when they were blocked already."""
+        return await self._write("block the user", lambda connection: access.block(connection, user_id, by))
+
+    async def unblock_user(self, user_id: int) -> bool:
+        """Unblock the user; False when they were not blocked."""
+        return await self._write("unblock the user", lambda connection: access.unblock(connection, user_id))
+
+    async def is_blocked(self, user_id: int) -> bool:
+        with _translated("read the blocklist"):
+            async with self._engine.connect() as connection:
+                return await connection.run_sync(lambda sync: access.is_blocked(sync, user_id))
+
+    async def claim_refusal_notice(self, user_id: int, day: str) -> bool:
+        """True the first time a refused user is told so on `day` (YYYY-MM-DD, UTC)."""
+        return await self._write(
+            "remember the notice", lambda connection: access.claim_notice(connection, user_id, day)
+        )
+
+    async def forget_refusal_notices(self, before_day: str) -> int:
+        return await self._write("forget old notices", lambda connection: access.forget_notices(connection, before_day))
 
     async def healthy(self) -> bool:
         """Whether the database answers a trivial query (shielded like every other call, see _translated)."""

@@ -19,7 +19,8 @@ from host.app import App
 from host.errors import HostError, ModelUnavailable, StorageError
 from host.redact import redact_clipped
 from host.service import EngineEvent, Refused, Request, TextDelta, ToolFinished, ToolStarted, TurnFinished
-from host.telegram.incoming import COMMANDS, Incoming
+from host.telegram.admin import admin_command
+from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
 from host.telegram.reply import Reply
 from host.telegram.send import Target, send_html
 from host.telegram.split import split_message
@@ -30,6 +31,8 @@ MODEL_DOWN = "⚠️ The model is not answering right now. Your message is saved
 STORAGE_DOWN = "⚠️ I cannot reach my database right now, so I could not answer. Please try again in a minute."
 FAILED = "⚠️ Something went wrong on my side and it has been logged. Please try again."
 RATE_LIMITED = "⏳ Too many messages right now. Try again in {seconds} s."
+BLOCKED = "You cannot use this bot. (You will not hear this again today.)"
+NOT_ALLOWED = "This bot is private. Ask its operator for access. (You will not hear this again today.)"
 STOPPED = "⚠️ I was restarted before I could answer. Your message is saved; please send it again."
 STOP_NOTE_SECONDS = 3.0
 NOT_STARTED = "⚠️ I was restarted before I got to this message. Please send it again."
@@ -56,8 +59,9 @@ class FrontEnd:
             try:
                 refusal = await self.service.admit(request, turn=message.kind == "text")
                 if refusal is not None:
-                    if refusal.reason != "repeated":
-                        await self._tell(target, self._refusal_text(refusal))
+                    notice = None if refusal.reason == "repeated" else self._refusal_text(refusal)
+                    if notice is not None:
+                        await self._tell(target, notice)
                 elif message.kind == "unreadable":
                     await send_html(self.bot, target, UNREADABLE)
                 elif message.kind == "too_long":
@@ -81,7 +85,14 @@ class FrontEnd:
                 log.exception("turn_failed", cause="bug")
                 await self._tell(target, FAILED)
 
-    def _refusal_text(self, refusal: Refused) -> str:
+    def _refusal_text(self, refusal: Refused) -> str | None:
+        """What to tell the user, or None: say nothing (a blocked or not-allowed user hears it once a day)."""
+        if not refusal.notify:
+            return None
+        if refusal.reason == "blocked":
+            return BLOCKED
+        if refusal.reason == "not_allowed":
+            return NOT_ALLOWED
         if refusal.reason == "empty":
             return NO_TEXT.format(username=self.bot.username)
         return RATE_LIMITED.format(seconds=refusal.seconds)
@@ -168,7 +179,9 @@ class FrontEnd:
     # -- commands ---------------------------------------------------------------------------------------------
     async def _command(self, message: Incoming, target: Target) -> None:
         name = message.text
-        if name == "reset":
+        if name in ADMIN_COMMANDS and self.service.is_admin(message.user_id):
+            await admin_command(self.service, self.bot, message, target)
+        elif name == "reset":
             await self.service.reset(message.chat_id, message.topic_id)
             text = "Started a new conversation. I no longer see the earlier messages."
             await send_html(self.bot, target, text)

@@ -20,6 +20,10 @@ COMMANDS = {
     "tools": "what the bot can use, by server",
     "servers": "the status of the model and each tool server",
 }
+ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/telegram/admin.py)
+    "block": "block a user: /block USER_ID",
+    "unblock": "unblock a user: /unblock USER_ID",
+}
 
 Kind = Literal["command", "text", "unreadable", "too_long"]
 
@@ -39,6 +43,7 @@ class Incoming:
     user_id: int | None
     private: bool
     text: str  # for "text": what goes to the model; for "command": the command's name
+    arguments: str = ""  # for "command": the text after it
 
     @property
     def thread_id(self) -> int | None:
@@ -60,7 +65,7 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
     private = message.chat.type == "private"
     topic_id = message.message_thread_id if message.is_topic_message and message.message_thread_id else 0
 
-    def make(kind: Kind, text: str) -> Incoming:
+    def make(kind: Kind, text: str, arguments: str = "") -> Incoming:
         return Incoming(
             update_id=update.update_id,
             kind=kind,
@@ -70,6 +75,7 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
             user_id=message.from_user.id if message.from_user else None,
             private=private,
             text=text,
+            arguments=arguments,
         )
 
     text = message.text
@@ -85,12 +91,12 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
         return make("too_long", "") if addressed else None
     command = _command(message)
     if command is not None:
-        name, target = command
+        name, target, arguments = command
         if target and target != bot.username.lower():
             return None  # another bot's command
         addressed = bool(target)
-        if name in COMMANDS:
-            return make("command", name)
+        if name in COMMANDS or name in ADMIN_COMMANDS:
+            return make("command", name, arguments)
         return make("command", "help") if private or addressed else None  # unknown: say what is known
     if private or answer_all_in_groups:
         return make("text", text)
@@ -102,13 +108,15 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
     return None
 
 
-def _command(message: Message) -> tuple[str, str] | None:
-    """(name, the @bot it is addressed to or "") for a command at the start of the text, both lower case."""
+def _command(message: Message) -> tuple[str, str, str] | None:
+    """(name, the @bot it is addressed to or "", the text after it) for a command at the start of the text; the
+    name and the bot in lower case."""
     first = next(iter(message.entities), None)
     if first is None or first.type != MessageEntity.BOT_COMMAND or first.offset != 0:
         return None
-    name, _, target = message.parse_entity(first)[1:].lower().partition("@")
-    return name, target
+    entity = message.parse_entity(first)
+    name, _, target = entity[1:].lower().partition("@")
+    return name, target, (message.text or "")[len(entity) :].strip()
 
 
 def _mentions_bot(message: Message, text: str, bot: BotIdentity) -> tuple[bool, str]:

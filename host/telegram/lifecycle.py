@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import structlog
-from telegram import Bot, BotCommand, Update
+from telegram import Bot, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
 from host import log as logs
@@ -18,9 +18,10 @@ from host.errors import ConfigError, HostError
 from host.redact import public_url
 from host.service import ChatQueues, Orphan
 from host.settings import Settings
+from host.telegram.admin import register_commands
 from host.telegram.botapi import MeteredRequest
 from host.telegram.frontend import FrontEnd
-from host.telegram.incoming import COMMANDS, BotIdentity, Incoming, incoming
+from host.telegram.incoming import BotIdentity, Incoming, incoming
 from host.telegram.polling import polling
 from host.telegram.probes import serving_probes
 from host.telegram.recovery import Recovery
@@ -112,7 +113,7 @@ async def _run(settings: Settings, token: str, stop: _Stop) -> None:
     try:
         identity = await _sign_in(bot, settings)
         async with open_app(settings) as app:
-            await _register_commands(bot)
+            await register_commands(bot, frozenset(settings.admin_user_ids))
             front = FrontEnd(app, bot)
             await _serve(app, bot, identity, front, stop)
             stop.closing = True
@@ -147,14 +148,6 @@ async def _sign_in(bot: Bot, settings: Settings) -> BotIdentity:
         raise HostError(f"the Bot API at {where} refused getMe: {error}") from None
     log.info("signed_in", bot=bot.username, api=where)
     return BotIdentity(bot.id, bot.username)
-
-
-async def _register_commands(bot: Bot) -> None:
-    """The commands as the bot's menu; a failure is logged, not fatal."""
-    try:
-        await bot.set_my_commands([BotCommand(name, description) for name, description in COMMANDS.items()])
-    except TelegramError as error:
-        log.warning("commands_not_registered", error=str(error))
 
 
 async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, stop: _Stop) -> None:

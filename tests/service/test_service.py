@@ -1,6 +1,7 @@
-"""The service in process: the gate (one claim per update, empty text, rate limits, admins), turns refused before
-they are stored answered once, one chat's messages answered one after the other through ChatQueues, and the
-status values front ends format. A real SQLite store and engine; the model is a scripted ChatModel in process."""
+"""The service in process: the gate (one claim per update, access, empty text, rate limits, admins), turns
+refused before they are stored answered once, one chat's messages answered one after the other through
+ChatQueues, and the status values front ends format. A real SQLite store and engine; the model is a scripted
+ChatModel in process."""
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -17,7 +18,7 @@ from host.engine.loop import Engine, EngineSettings
 from host.mcp.config import load_servers
 from host.mcp.registry import Registry
 from host.ratelimit import MemoryRateLimiter
-from host.service import ChatQueues, Refused, Request, Service, TurnFinished
+from host.service import Access, ChatQueues, Refused, Request, Service, TurnFinished
 from host.storage import ConversationStore
 
 pytestmark = pytest.mark.anyio
@@ -52,6 +53,7 @@ async def service_for(
     admins: Sequence[int] = (),
     servers: dict[str, Any] | None = None,
     max_context_tokens: int = 8000,
+    access: Access | None = None,
 ) -> AsyncIterator[Service]:
     config = tmp_path / "mcp_servers.json"
     config.write_text(json.dumps({"mcpServers": servers or {}}))
@@ -63,7 +65,7 @@ async def service_for(
         ):
             engine = Engine(model, registry, store, settings)  # type: ignore[arg-type]
             limiter = MemoryRateLimiter(user_limit, 1000, 60)
-            yield Service(engine, registry, store, model, limiter, admins=frozenset(admins))  # type: ignore[arg-type]
+            yield Service(engine, registry, store, model, limiter, admins=frozenset(admins), access=access)  # type: ignore[arg-type]
 
 
 async def answer(service: Service, request: Request) -> list[str]:
@@ -139,3 +141,41 @@ async def test_status_values_name_each_server_and_the_reason_it_is_down_redacted
         assert await service.tools() == []
         ready = await service.readiness()
         assert ready.ready and ready.servers == (server,)
+
+
+async def test_a_blocked_user_is_told_once_a_day_and_nothing_they_send_is_stored(tmp_path: Path) -> None:
+    model = ScriptedModel()
+    async with service_for(tmp_path, model, admins=[7]) as service:
+        assert await service.block(5, by=7) == "blocked"
+        assert await service.block(5, by=7) == "already"
+        assert await service.block(7, by=None) == "admin"  # an admin cannot be locked out
+        first = Request(chat_id=5, text="hello", user_id=5, update_id=50)
+        assert await service.admit(first, turn=True) == Refused("blocked", notify=True)
+        assert await service.admit(first, turn=True) == Refused("repeated")  # the refusal claimed the update
+        later = Request(chat_id=5, text="/tools", user_id=5, update_id=51)
+        assert await service.admit(later, turn=False) == Refused("blocked", notify=False)  # silent the rest of the day
+        assert await service.unblock(5, by=7) and not await service.unblock(5, by=7)
+        again = Request(chat_id=5, text="I am back", user_id=5, update_id=52)
+        assert await service.admit(again, turn=True) is None
+        assert await answer(service, again) == ["answer to I am back"]
+        history = await service.store.window(
+            await service.store.current_conversation(5), max_messages=10, max_tokens=1000
+        )
+    assert [message.content for message in history] == ["I am back", "answer to I am back"]  # "hello" never stored
+    assert len(model.requests) == 1
+
+
+async def test_the_access_lists_admit_their_users_anywhere_and_anyone_in_their_chats(tmp_path: Path) -> None:
+    access = Access(users=frozenset({1}), chats=frozenset({-100}))
+    async with service_for(tmp_path, ScriptedModel(), admins=[9], access=access) as service:
+
+        async def verdict(user: int, chat: int, update: int) -> Refused | None:
+            return await service.admit(Request(chat_id=chat, text="hi", user_id=user, update_id=update), turn=True)
+
+        assert await verdict(1, 1, 1) is None  # a listed user in their private chat
+        assert await verdict(1, -200, 2) is None  # and in any group
+        assert await verdict(2, -100, 3) is None  # anyone in a listed group
+        assert await verdict(2, 2, 4) == Refused("not_allowed", notify=True)
+        assert await verdict(2, -200, 5) == Refused("not_allowed", notify=False)
+        assert await verdict(9, 9, 6) is None  # admins always
+        assert await service.admit(Request(chat_id=0, text="hi"), turn=True) is None  # the operator at a terminal

@@ -8,30 +8,33 @@ import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import insert, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from host.storage import ConversationStore, StoredMessage
+from host.storage.database import MIGRATIONS
 from host.storage.models import Base, Message
 from host.storage.repository import window_query
 
 pytestmark = pytest.mark.anyio
 
 BIG = 100_000
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # the newest revision in host/storage/migrations
 
 
 async def test_migrations_run_on_an_empty_database_and_again_as_a_no_op(empty_url: str) -> None:
     with anyio.fail_after(30):
         async with ConversationStore.open(empty_url) as store:
             async with store.engine.connect() as connection:
-                assert await connection.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+                assert await connection.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
                 differences = await connection.run_sync(_differences)
             conversation = await store.current_conversation(1)
             await store.append(conversation, _message("kept across migrations"))
         async with ConversationStore.open(empty_url) as store:  # migrated already: nothing to do, nothing lost
             async with store.engine.connect() as connection:
-                assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).all() == [("0002",)]
+                assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).all() == [(HEAD,)]
             window = await store.window(conversation, max_messages=10, max_tokens=100)
     assert differences == []  # the hand-written migration builds exactly what the models declare
     assert [message.content for message in window] == ["kept across migrations"]

@@ -1,0 +1,55 @@
+"""Admin commands in Telegram (users in ADMIN_USER_IDS), and the command menus: everyone's, and the admins' own,
+which only admins see (setMyCommands per chat scope). Others who send an admin command get the help text."""
+
+import html
+
+import structlog
+from telegram import Bot, BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from telegram.error import TelegramError
+
+from host.service import Service
+from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
+from host.telegram.send import Target, send_html
+
+log = structlog.get_logger("host.telegram")
+
+USAGE = "Usage: /{name} USER_ID (the user's numeric Telegram id)"
+
+
+async def register_commands(bot: Bot, admins: frozenset[int]) -> None:
+    """Everyone's menu, then each admin's private chat gets the admin commands too; a failure is logged, never
+    fatal (an admin who never started a chat with the bot cannot have a menu there yet)."""
+    everyone = [BotCommand(name, description) for name, description in COMMANDS.items()]
+    admin_menu = everyone + [BotCommand(name, description) for name, description in ADMIN_COMMANDS.items()]
+    try:
+        await bot.set_my_commands(everyone, scope=BotCommandScopeDefault())
+    except TelegramError as error:
+        log.warning("commands_not_registered", error=str(error))
+    for admin in sorted(admins):
+        try:
+            await bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin))
+        except TelegramError as error:
+            log.warning("admin_commands_not_registered", admin=admin, error=str(error))
+
+
+async def admin_command(service: Service, bot: Bot, message: Incoming, target: Target) -> None:
+    """/block and /unblock USER_ID, for an admin."""
+    name = message.text
+    try:
+        user_id = int(message.arguments.split()[0]) if message.arguments else None
+    except ValueError:
+        user_id = None
+    if user_id is None:
+        await send_html(bot, target, html.escape(USAGE.format(name=name)))
+        return
+    if name == "block":
+        outcome = await service.block(user_id, message.user_id)
+        text = {
+            "blocked": f"Blocked {user_id}: nothing they send is stored or answered.",
+            "already": f"{user_id} was blocked already.",
+            "admin": f"{user_id} is an admin (ADMIN_USER_IDS) and cannot be blocked.",
+        }[outcome]
+    else:
+        unblocked = await service.unblock(user_id, message.user_id)
+        text = f"Unblocked {user_id}." if unblocked else f"{user_id} was not blocked."
+    await send_html(bot, target, html.escape(text))
