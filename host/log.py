@@ -1,7 +1,8 @@
 """structlog set-up, done once per process: JSON lines when stderr is not a terminal, colours when it is.
 
 Context (chat_id, user_id, server, tool) is bound with structlog.contextvars and appears on every line. Every
-line goes through redaction (hidden values and host.redact's patterns); Throttle keeps floods to a few lines.
+line goes through redaction (hidden values, host.redact's credentials, host.personal's e-mail addresses,
+phone and card numbers); Throttle keeps floods to a few lines.
 """
 
 import logging
@@ -12,6 +13,7 @@ from typing import Any, Literal
 
 import structlog
 
+from host.personal import mask_personal
 from host.redact import mask, redact
 
 _configured = False
@@ -34,7 +36,7 @@ def _redact(_logger: object, _method: str, event: structlog.types.EventDict) -> 
 
 def _masked(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return redact(mask(value, _secrets))
+        return mask_personal(redact(mask(value, _secrets)))
     if depth < 4 and isinstance(value, dict):
         return {key: _masked(item, depth + 1) for key, item in value.items()}
     if depth < 4 and isinstance(value, list | tuple):
