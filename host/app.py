@@ -10,7 +10,7 @@ from host.engine.llm import ChatModel, ModelSettings
 from host.engine.loop import Engine, EngineSettings
 from host.engine.prompt import DEFAULT_SYSTEM_PROMPT
 from host.errors import ConfigError
-from host.mcp.config import load_servers
+from host.mcp.config import ServerConfig, load_servers
 from host.mcp.registry import Registry
 from host.ratelimit import open_rate_limiter
 from host.service import Access, Service
@@ -56,7 +56,11 @@ def model_settings(settings: Settings) -> ModelSettings:
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Everything the front ends need, opened together (the servers concurrently) and closed in reverse."""
-    servers = load_servers(settings.mcp_servers_config, data_dir=settings.data_dir)
+
+    def server_list() -> list[ServerConfig]:
+        return load_servers(settings.mcp_servers_config, data_dir=settings.data_dir)
+
+    servers = server_list()
     engine_settings = EngineSettings(
         system_prompt=system_prompt_text(settings),
         max_tool_steps=settings.llm_max_tool_steps,
@@ -90,5 +94,6 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             limiter,
             admins=frozenset(settings.admin_user_ids),
             access=Access(frozenset(settings.allowed_user_ids), frozenset(settings.allowed_chat_ids)),
+            server_list=server_list,
         )
         yield App(settings, registry, store, model, engine, service)

@@ -20,7 +20,7 @@ from host.service import Request, TextDelta, ToolFinished, ToolStarted, TurnFini
 
 HELP = (
     "Commands: /reset (new conversation), /tools, /servers (and the model), /block ID and /unblock ID (Telegram"
-    " users), /exit. Anything else goes to the model."
+    " users), /reload (mcp_servers.json), /exit. Anything else goes to the model."
 )
 
 
@@ -48,6 +48,7 @@ async def interactive(app: App, chat_id: int) -> int:
 
 async def _until_interrupted(work: Coroutine[Any, Any, None]) -> None:
     """Run `work`; Ctrl-C (SIGINT) stops it and returns to the prompt instead of ending the chat."""
+    failure: HostError | None = None
     async with anyio.create_task_group() as tasks:
 
         async def stop_on_interrupt() -> None:
@@ -57,8 +58,13 @@ async def _until_interrupted(work: Coroutine[Any, Any, None]) -> None:
                     tasks.cancel_scope.cancel()
 
         tasks.start_soon(stop_on_interrupt)
-        await work
+        try:
+            await work
+        except HostError as exc:  # raised as itself, not inside the task group's ExceptionGroup
+            failure = exc
         tasks.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
 
 
 async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
@@ -73,6 +79,8 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
         await _print_servers(app, chat_id)
     elif text.split()[0] in ("/block", "/unblock"):
         await _block_or_unblock(app, text)
+    elif text == "/reload":
+        print(f"Reloaded {app.settings.mcp_servers_config}: {(await app.service.reload()).summary()}.", file=sys.stderr)
     elif text.startswith("/") and text != "/":
         print(HELP, file=sys.stderr)
     else:

@@ -154,3 +154,31 @@ def test_in_a_terminal_ctrl_c_stops_the_answer_and_ctrl_d_ends_the_chat(tmp_path
     assert history[0] == ("user", "a question that takes forever")
     assert history[-1] == ("user", "and another one")
     assert "mcp_server_connected" not in terminal.output  # INFO lines stay out of the conversation
+
+
+def test_the_operator_blocks_users_and_reloads_the_servers_from_the_terminal(tmp_path: Path) -> None:
+    with ScriptedModelServer() as model:
+        terminal = Terminal(tmp_path, model)
+        try:
+            seen = terminal.wait_for("> ")
+            terminal.type("/block 5\n")
+            seen = terminal.wait_for("Blocked.", after=seen)
+            terminal.type("/block 5\n")
+            seen = terminal.wait_for("Blocked already.", after=seen)
+            terminal.type("/unblock 5\n")
+            seen = terminal.wait_for("Unblocked.", after=seen)
+            terminal.type("/block someone\n")
+            seen = terminal.wait_for("Usage: /block USER_ID", after=seen)
+            (tmp_path / "mcp_servers.json").write_text(
+                json.dumps({"mcpServers": {"ours": peer_server(), "more": peer_server()}})
+            )
+            terminal.type("/reload\n")
+            seen = terminal.wait_for("started more; 1 kept running.", after=seen)
+            (tmp_path / "mcp_servers.json").write_text("{not json")
+            terminal.type("/reload\n")
+            seen = terminal.wait_for("error: ", after=seen)
+            seen = terminal.wait_for("mcp_servers.json", after=seen)
+            terminal.type("/exit\n")
+            assert terminal.process.wait(timeout=20) == 0
+        finally:
+            terminal.close()

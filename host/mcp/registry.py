@@ -78,9 +78,28 @@ class Catalogue:
         return len(self.entries)
 
 
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a reload changed, by server name: started (new), restarted (changed), stopped (removed), kept."""
+
+    started: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """`started a; restarted b; 2 kept running`, for a person."""
+        changes = [
+            f"{label} {', '.join(names)}"
+            for label, names in (("started", self.started), ("restarted", self.restarted), ("stopped", self.stopped))
+            if names
+        ]
+        return "; ".join([*(changes or ["no server changed"]), f"{len(self.kept)} kept running"])
+
+
 class Registry:
     """`async with Registry(configs) as registry:` connects every enabled shared server, and the listing instance
-    of every per-chat server, concurrently."""
+    of every per-chat server, concurrently; `reload(configs)` applies a new server list to the running registry."""
 
     def __init__(
         self,
@@ -96,7 +115,7 @@ class Registry:
         self._backoff = {"backoff_first": backoff_first, "backoff_cap": backoff_cap}
         self._listed: dict[str, ServerConnection] = {}  # a shared server, or a per-chat server's listing instance
         self._per_chat: dict[tuple[str, int], ServerConnection] = {}  # chats' own instances, but chat 0's
-        self._has_chat_scope = any(config.scope == "chat" for config in self.configs)
+        self._idle_watch = False  # whether _stop_idle_instances runs (it starts with the first per-chat server)
         self._catalogue: tuple[tuple[Any, ...], Catalogue] | None = None
         self._owners: dict[str, str] = {}  # every model-facing name seen so far -> its server's name
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -106,12 +125,7 @@ class Registry:
         await self._tasks.__aenter__()
         try:
             for config in self.configs:
-                if config.scope == "shared":
-                    self._listed[config.name] = self._start(config)
-                else:
-                    self._listed[config.name] = self._start_instance(config, LISTING_CHAT)
-            if self._has_chat_scope:
-                self._tasks.start_soon(self._stop_idle_instances)
+                self._start_listed(config)
             await _wait_all_settled(self._listed.values())
         except BaseException:
             await self.__aexit__()
@@ -124,6 +138,49 @@ class Registry:
         tasks, self._tasks = self._tasks, None
         tasks.cancel_scope.cancel()
         await tasks.__aexit__(None, None, None)
+
+    def _start_listed(self, config: ServerConfig) -> ServerConnection:
+        """A shared server, or a per-chat server's listing instance (and the watch over its chats' instances)."""
+        if config.scope == "shared":
+            connection = self._listed[config.name] = self._start(config)
+            return connection
+        if not self._idle_watch:
+            assert self._tasks is not None
+            self._idle_watch = True
+            self._tasks.start_soon(self._stop_idle_instances)
+        connection = self._listed[config.name] = self._start_instance(config, LISTING_CHAT)
+        return connection
+
+    async def reload(self, servers: Sequence[ServerConfig]) -> Reloaded:
+        """Apply a new server list: new servers start, changed ones restart, removed ones stop (their calls in
+        flight fail as with any lost server), and untouched ones keep running and their chats' instances too.
+        Returns once every started server has connected or failed."""
+        configs = [config for config in servers if not config.disabled]
+        wanted = {config.name: config for config in configs}
+        gone = [name for name, old in self._by_name.items() if wanted.get(name) != old]
+        changed = [name for name in gone if name in wanted]
+        stopping = [self._listed.pop(name) for name in gone]
+        stopping += [self._per_chat.pop(key) for key in list(self._per_chat) if key[0] in gone]
+        async with anyio.create_task_group() as stops:
+            for connection in stopping:
+                stops.start_soon(connection.stop)
+        new = [config.name for config in configs if config.name not in self._by_name]
+        self.configs, self._by_name = configs, wanted
+        await _wait_all_settled([self._start_listed(wanted[name]) for name in [*changed, *new]])
+        reloaded = Reloaded(
+            started=tuple(new),
+            restarted=tuple(changed),
+            stopped=tuple(name for name in gone if name not in wanted),
+            kept=tuple(name for name in wanted if name not in gone and name not in new),
+        )
+        log.info(
+            "mcp_servers_reloaded",
+            started=reloaded.started,
+            restarted=reloaded.restarted,
+            stopped=reloaded.stopped,
+            kept=reloaded.kept,
+        )
+        return reloaded
 
     def _start(self, config: ServerConfig, chat_id: int | None = None) -> ServerConnection:
         assert self._tasks is not None, "use the registry inside `async with`"
@@ -239,10 +296,9 @@ class Registry:
 
     async def _stop_idle_instances(self) -> None:
         """Stop per-chat instances nobody used for their server's `idle_timeout`."""
-        timeouts = [config.idle_timeout for config in self.configs if config.scope == "chat"]
-        period = min(max(min(timeouts) / 4, 0.25), 60.0)
         while True:
-            await anyio.sleep(period)
+            timeouts = [config.idle_timeout for config in self.configs if config.scope == "chat"] or [240.0]
+            await anyio.sleep(min(max(min(timeouts) / 4, 0.25), 60.0))
             now = anyio.current_time()
             for key, connection in list(self._per_chat.items()):
                 idle = now - connection.last_used >= connection.config.idle_timeout

@@ -3,7 +3,7 @@ and resumed turns, the replies owed after a crash and their leases, the chores t
 bounded, and the status values front ends format. Front ends import this package, the app and the errors only.
 """
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -15,8 +15,9 @@ from host import metrics
 from host.engine.events import EngineEvent, TurnFinished
 from host.engine.llm import ChatModel
 from host.engine.loop import Engine
-from host.errors import StorageError
-from host.mcp.registry import Registry
+from host.errors import ConfigError, StorageError
+from host.mcp.config import ServerConfig
+from host.mcp.registry import Registry, Reloaded
 from host.ratelimit import RateLimiter
 from host.service import status
 from host.service.gate import Access, Gate, Refused, Request
@@ -40,12 +41,14 @@ class Service:
         *,
         admins: frozenset[int] = frozenset(),
         access: Access | None = None,
+        server_list: Callable[[], Sequence[ServerConfig]] | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.store = store
         self.model = model
         self.gate = Gate(store, limiter, admins, access)
+        self.server_list = server_list  # reads mcp_servers.json again, for `reload`
 
     # -- the gate ---------------------------------------------------------------------------------------------
     def is_admin(self, user_id: int | None) -> bool:
@@ -200,6 +203,14 @@ class Service:
             except StorageError as error:
                 log.warning("old_updates_not_forgotten", error=str(error))
             await anyio.sleep(FORGET_EVERY)
+
+    # -- servers ----------------------------------------------------------------------------------------------
+    async def reload(self) -> Reloaded:
+        """Read mcp_servers.json again and apply it (see Registry.reload). A file that does not load raises its
+        ConfigError and changes nothing."""
+        if self.server_list is None:
+            raise ConfigError("this bot was started without a server list to reload")
+        return await self.registry.reload(self.server_list())
 
     # -- status -----------------------------------------------------------------------------------------------
     async def servers(self, chat_id: int = 0) -> list[status.ServerStatus]:

@@ -7,6 +7,8 @@ import structlog
 from telegram import Bot, BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import TelegramError
 
+from host.errors import ConfigError
+from host.redact import redact_clipped
 from host.service import Service
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
 from host.telegram.send import Target, send_html
@@ -14,6 +16,7 @@ from host.telegram.send import Target, send_html
 log = structlog.get_logger("host.telegram")
 
 USAGE = "Usage: /{name} USER_ID (the user's numeric Telegram id)"
+REASON_MAX_CHARS = 1500
 
 
 async def register_commands(bot: Bot, admins: frozenset[int]) -> None:
@@ -33,8 +36,11 @@ async def register_commands(bot: Bot, admins: frozenset[int]) -> None:
 
 
 async def admin_command(service: Service, bot: Bot, message: Incoming, target: Target) -> None:
-    """/block and /unblock USER_ID, for an admin."""
+    """/block and /unblock USER_ID, /reload, for an admin."""
     name = message.text
+    if name == "reload":
+        await send_html(bot, target, html.escape(await reload_text(service)))
+        return
     try:
         user_id = int(message.arguments.split()[0]) if message.arguments else None
     except ValueError:
@@ -53,3 +59,12 @@ async def admin_command(service: Service, bot: Bot, message: Incoming, target: T
         unblocked = await service.unblock(user_id, message.user_id)
         text = f"Unblocked {user_id}." if unblocked else f"{user_id} was not blocked."
     await send_html(bot, target, html.escape(text))
+
+
+async def reload_text(service: Service) -> str:
+    """/reload's answer: what changed, or why nothing did."""
+    try:
+        reloaded = await service.reload()
+    except ConfigError as error:
+        return f"Nothing changed: {redact_clipped(str(error), REASON_MAX_CHARS)}"
+    return f"Reloaded mcp_servers.json: {reloaded.summary()}."

@@ -23,6 +23,7 @@ COMMANDS = {
 ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/telegram/admin.py)
     "block": "block a user: /block USER_ID",
     "unblock": "unblock a user: /unblock USER_ID",
+    "reload": "read mcp_servers.json again: changed servers restart, the others keep running",
 }
 
 Kind = Literal["command", "text", "unreadable", "too_long"]

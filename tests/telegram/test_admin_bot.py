@@ -1,12 +1,15 @@
-"""Access in Telegram, end to end: `mcpbot run` against the fake Bot API and a scripted model. A user left out
-by ALLOWED_USER_IDS, or blocked by an admin, hears so once a day, and nothing they send is stored or reaches the
-model; admin commands are in the admins' menu only and do nothing for anyone else."""
+"""Access and admin commands in Telegram, end to end: `mcpbot run` against the fake Bot API and a scripted model.
+A user left out by ALLOWED_USER_IDS, or blocked by an admin, hears so once a day, and nothing they send is stored
+or reaches the model; admin commands are in the admins' menu only and do nothing for anyone else; /reload
+applies an edited mcp_servers.json, or says why it cannot and changes nothing."""
 
+import json
 import sqlite3
 from pathlib import Path
 
 from host.telegram.frontend import BLOCKED, NOT_ALLOWED
-from tests.peers.openai_server import Reply, ScriptedModelServer
+from tests.conftest import peer_server
+from tests.peers.openai_server import Call, Reply, ScriptedModelServer, tool_results
 from tests.peers.telegram_server import FakeBotAPI
 from tests.telegram.botrun import BotProcess
 
@@ -67,3 +70,32 @@ def test_an_admin_blocks_and_unblocks_a_user(api: FakeBotAPI, model: ScriptedMod
     everyone, admins = (call.params["commands"] for call in api.calls_of("setMyCommands"))
     assert "block" not in str(everyone) and "block" in str(admins)
     assert api.calls_of("setMyCommands")[1].params["scope"]["chat_id"] == ADMIN
+
+
+def test_reload_restarts_the_changed_server_and_refuses_a_broken_file(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    servers = {"kept": peer_server(), "changed": peer_server()}
+    model.script(
+        Reply(tool_calls=(Call("changed__env", {"name": "FLAVOUR"}),)),
+        lambda body: Reply(text=f"flavour {tool_results(body)[0]}"),
+    )
+    with BotProcess(api, model, tmp_path, servers=servers, env={"ADMIN_USER_IDS": str(ADMIN)}) as bot:
+        config = tmp_path / "mcp_servers.json"
+        servers["changed"] = {**peer_server(), "env": {"FLAVOUR": "fresh"}}
+        config.write_text(json.dumps({"mcpServers": servers}))
+        api.push_message(42, "/reload")  # not an admin: nothing reloaded
+        bot.wait_until(lambda: len(api.texts(42)) == 1)
+        api.push_message(ADMIN, "/reload")
+        bot.wait_until(lambda: len(api.texts(ADMIN)) == 1, timeout=30)
+        api.push_message(ADMIN, "which flavour?")
+        bot.wait_until(lambda: len(api.texts(ADMIN)) == 2, timeout=30)
+        config.write_text('{"mcpServers": {"kept": {"command": 42}}}')
+        api.push_message(ADMIN, "/reload")
+        bot.wait_until(lambda: len(api.texts(ADMIN)) == 3)
+    assert "Commands:" in api.texts(42)[0]
+    assert api.texts(ADMIN)[0] == "Reloaded mcp_servers.json: restarted changed; 1 kept running."
+    assert api.texts(ADMIN)[1] == "flavour fresh"
+    broken = api.texts(ADMIN)[2]
+    assert broken.startswith("Nothing changed: ") and "mcp_servers.json" in broken and "kept" in broken
+    assert bot.log.count('"mcp_servers_reloaded"') == 1
