@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, repr=False)
 
     admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    admin_api_token: SecretStr | None = None  # the admin HTTP API's bearer token; unset: no admin API
     # Unset both: anyone may use the bot. Set: only these users, in any chat, and anyone in these chats.
     allowed_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     allowed_chat_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -99,6 +100,16 @@ class Settings(BaseSettings):
     def _unset_when_empty(cls, value: object) -> object:
         """`METRICS_PORT=` (empty) means unset, as leaving it out does."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("admin_api_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """A token anyone could guess would open the admin API: at least 24 characters, no spaces."""
+        if value is not None and (
+            len(value.get_secret_value()) < 24 or any(c.isspace() for c in value.get_secret_value())
+        ):
+            raise ValueError("must be at least 24 characters without spaces (for example: openssl rand -hex 32)")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

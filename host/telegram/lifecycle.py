@@ -44,6 +44,10 @@ async def run_bot(settings: Settings) -> int:
         raise ConfigError(
             "TELEGRAM_WEBHOOK_SECRET must be set with TELEGRAM_WEBHOOK_URL, so that the webhook refuses strangers"
         )
+    if settings.admin_api_token is not None and not settings.telegram_webhook_url and settings.metrics_port is None:
+        raise ConfigError(
+            "ADMIN_API_TOKEN is set, but nothing would serve the admin API: in polling mode it is on METRICS_PORT"
+        )
     failed: list[HostError] = []  # raised after the task group, so that it is not wrapped in an ExceptionGroup
     async with anyio.create_task_group() as tasks:
         stop = _Stop(tasks.cancel_scope)

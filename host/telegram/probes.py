@@ -24,6 +24,7 @@ from host import metrics
 from host.app import App
 from host.errors import ConfigError
 from host.log import Throttle
+from host.telegram.admin_api import admin_routes
 from host.telegram.webserver import Limits, WebServer
 
 log = structlog.get_logger("host.telegram")
@@ -113,7 +114,7 @@ async def serving_probes(app: App) -> AsyncIterator[None]:
         return
     listener = listen(settings.metrics_host, settings.metrics_port, "METRICS_HOST/METRICS_PORT")
     refusals = Throttle()
-    web = Starlette(routes=probe_routes(lambda: readiness(app)))
+    web = Starlette(routes=[*probe_routes(lambda: readiness(app)), *admin_routes(app, refusals)])
     server = WebServer(web, Limits(max_connections=64, read_timeout=settings.webhook_read_timeout), refusals)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(server.serve, [listener])

@@ -8,7 +8,7 @@ an update gets 400. GET /health, /ready and /metrics: host.telegram.probes.
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -25,6 +25,7 @@ from host.app import App
 from host.errors import HostError
 from host.log import Throttle
 from host.redact import redact_clipped
+from host.telegram.admin_api import admin_routes
 from host.telegram.probes import Readiness, listen, probe_routes, readiness
 from host.telegram.webserver import Limits, WebServer, refused
 
@@ -43,6 +44,7 @@ def webhook_app(
     accept: Callable[[Update], None],
     readiness: Readiness,
     refusals: Throttle,
+    routes: Sequence[Route] = (),
 ) -> Starlette:
     """`accept` receives each update the moment it is read (it must not block); `readiness` reports health;
     refused requests are logged through `refusals` (at most one line a minute for each reason)."""
@@ -68,7 +70,7 @@ def webhook_app(
         accept(update)
         return Response(status_code=200)
 
-    return Starlette(routes=[Route(path, receive, methods=["POST"]), *probe_routes(readiness)])
+    return Starlette(routes=[Route(path, receive, methods=["POST"]), *probe_routes(readiness), *routes])
 
 
 async def _body(request: Request, limit: int) -> bytes | None:
@@ -102,7 +104,13 @@ async def serving_webhook(
     path = urlsplit(settings.telegram_webhook_url).path or "/"
     refusals = Throttle()
     web = webhook_app(
-        path=path, secret=secret, bot=bot, accept=accept, readiness=lambda: readiness(app), refusals=refusals
+        path=path,
+        secret=secret,
+        bot=bot,
+        accept=accept,
+        readiness=lambda: readiness(app),
+        refusals=refusals,
+        routes=admin_routes(app, refusals),
     )
     listener = listen(settings.webhook_host, settings.webhook_port, "WEBHOOK_HOST/WEBHOOK_PORT")
     limits = Limits(max_connections=settings.webhook_max_connections, read_timeout=settings.webhook_read_timeout)

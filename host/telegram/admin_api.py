@@ -1,0 +1,72 @@
+"""The admin HTTP API, served beside the webhook (or, in polling mode, beside /metrics on METRICS_PORT) when
+ADMIN_API_TOKEN is set: `Authorization: Bearer <token>`, compared in constant time; 401 without a token, 403 with a
+wrong one (refusals logged at most once a minute per reason).
+
+    POST /api/admin/users/{id}/block      {"user_id": 42, "outcome": "blocked" | "already" | "admin"}
+    POST /api/admin/users/{id}/unblock    {"user_id": 42, "unblocked": true | false}
+    POST /api/admin/reload                {"started": [...], "restarted": [...], "stopped": [...], "kept": [...]}
+                                          or 422 {"error": why mcp_servers.json did not load; nothing changed}
+"""
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from host.app import App
+from host.errors import ConfigError
+from host.log import Throttle
+from host.redact import redact_clipped
+from host.telegram.webserver import refused
+
+PREFIX = "/api/admin"
+REASON_MAX_CHARS = 1500
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def admin_routes(app: App, refusals: Throttle) -> list[Route]:
+    """The API's routes, or none when ADMIN_API_TOKEN is unset (then every path under it is a 404)."""
+    if app.settings.admin_api_token is None:
+        return []
+    expected = app.settings.admin_api_token.get_secret_value().encode()
+    service = app.service
+
+    def guarded(handler: Handler) -> Handler:
+        async def checked(request: Request) -> Response:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not given:
+                refused(refusals, "admin API without a token", client=request.client.host if request.client else None)
+                return JSONResponse({"error": "a bearer token is required"}, 401, {"WWW-Authenticate": "Bearer"})
+            if not hmac.compare_digest(given.strip().encode(), expected):
+                refused(
+                    refusals, "admin API with a wrong token", client=request.client.host if request.client else None
+                )
+                return JSONResponse({"error": "wrong token"}, 403)
+            return await handler(request)
+
+        return checked
+
+    async def block(request: Request) -> Response:
+        user_id = request.path_params["user_id"]
+        return JSONResponse({"user_id": user_id, "outcome": await service.block(user_id, None)})
+
+    async def unblock(request: Request) -> Response:
+        user_id = request.path_params["user_id"]
+        return JSONResponse({"user_id": user_id, "unblocked": await service.unblock(user_id, None)})
+
+    async def reload(_request: Request) -> Response:
+        try:
+            reloaded = await service.reload()
+        except ConfigError as error:
+            return JSONResponse({"error": redact_clipped(str(error), REASON_MAX_CHARS)}, 422)
+        fields = ("started", "restarted", "stopped", "kept")
+        return JSONResponse({field: list(getattr(reloaded, field)) for field in fields})
+
+    return [
+        Route(f"{PREFIX}/users/{{user_id:int}}/block", guarded(block), methods=["POST"]),
+        Route(f"{PREFIX}/users/{{user_id:int}}/unblock", guarded(unblock), methods=["POST"]),
+        Route(f"{PREFIX}/reload", guarded(reload), methods=["POST"]),
+    ]
