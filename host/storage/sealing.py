@@ -3,7 +3,8 @@ value so that keys rotate, and the column types that seal on write and open on r
 
 A sealed value is text: `MARK` + `<key id>:` + base64url(nonce ‖ ciphertext ‖ tag), the column's name bound in as
 associated data. Values written in clear (before SECRET_KEY, or without one) read as they are. A store's Sealer
-rides on its engines' dialects (`attach`), so the columns find it without a global. Imports host.errors only.
+rides on its engines' dialects (`attach`), so the columns find it without a global. A sealed column cannot be
+searched or compared in SQL (each value has its own nonce). Imports host.errors only.
 """
 
 import base64
