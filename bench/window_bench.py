@@ -1,6 +1,7 @@
 """Benchmark the conversation window: the newest 50 messages of a conversation of 10, 1,000 and 100,000 messages
 on SQLite (a temporary file) and PostgreSQL (a throw-away database, when reachable), with each query plan.
-Run: `python -m bench.window_bench [--postgres-url URL] [--reads N]`.
+With `--sealed`, message content is sealed as with SECRET_KEY set (host/storage/sealing.py), to measure its cost.
+Run: `python -m bench.window_bench [--postgres-url URL] [--reads N] [--sealed]`.
 """
 
 import argparse
@@ -18,7 +19,7 @@ import asyncpg
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from host.storage import ConversationStore
+from host.storage import ConversationStore, Sealer
 from host.storage.models import Message
 from host.storage.repository import window_query
 from tests.postgres import create_database, drop_databases
@@ -41,7 +42,9 @@ async def fill(store: ConversationStore, size: int) -> int:
             await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
                 "messages",
                 columns=["conversation_id", "role", "content", "token_count", "created_at"],
-                records=[(r["conversation_id"], r["role"], r["content"], 25, now) for r in rows],
+                records=[
+                    (r["conversation_id"], r["role"], store.sealer.seal(r["content"], "content"), 25, now) for r in rows
+                ],
             )
             await connection.execute(text("ANALYZE messages"))
         else:
@@ -71,9 +74,9 @@ async def measure(store: ConversationStore, conversation: int, reads: int) -> li
     return timings
 
 
-async def bench(name: str, url: str, reads: int) -> list[tuple[str, ...]]:
+async def bench(name: str, url: str, reads: int, sealer: Sealer) -> list[tuple[str, ...]]:
     rows = []
-    async with ConversationStore.open(url) as store:
+    async with ConversationStore.open(url, sealer) as store:
         sizes = {}
         for size in SIZES:
             start = time.perf_counter()
@@ -92,20 +95,22 @@ async def bench(name: str, url: str, reads: int) -> list[tuple[str, ...]]:
 
 async def main_async(arguments: argparse.Namespace) -> None:
     rows: list[tuple[str, ...]] = []
+    sealer = Sealer("bench-key-" + "b" * 32 if arguments.sealed else None)
     with tempfile.TemporaryDirectory() as directory:
-        rows += await bench("SQLite", f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", arguments.reads)
+        rows += await bench("SQLite", f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", arguments.reads, sealer)
     try:
         url = await create_database(arguments.postgres_url, "mcpbot_windowbench")
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"  PostgreSQL skipped: {exc}")
     else:
         try:
-            rows += await bench("PostgreSQL", url, arguments.reads)
+            rows += await bench("PostgreSQL", url, arguments.reads, sealer)
         finally:
             await drop_databases(arguments.postgres_url, [url])
     header = ("backend", "messages", "rows", "median ms", "p95 ms", "plan")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    print(f"\nwindow(max_messages=50, max_tokens=8000), {arguments.reads} reads each")
+    sealed = "content sealed" if arguments.sealed else "content in clear"
+    print(f"\nwindow(max_messages=50, max_tokens=8000), {arguments.reads} reads each, {sealed}")
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
 
@@ -114,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--reads", type=int, default=1000)
+    parser.add_argument("--sealed", action="store_true", help="seal content as with SECRET_KEY set")
     args: Any = parser.parse_args()
     anyio.run(main_async, args)
 

@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import structlog
+
+from host import log as logs
 from host.engine.llm import ChatModel, ModelSettings
 from host.engine.loop import Engine, EngineSettings
 from host.engine.prompt import DEFAULT_SYSTEM_PROMPT
@@ -15,7 +18,9 @@ from host.mcp.registry import Registry
 from host.ratelimit import open_rate_limiter
 from host.service import Access, Service
 from host.settings import Settings
-from host.storage import ConversationStore
+from host.storage import ConversationStore, Sealer
+
+log = structlog.get_logger("host.app")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,16 @@ def model_settings(settings: Settings) -> ModelSettings:
     )
 
 
+def sealer(settings: Settings) -> Sealer:
+    """The keys message content is sealed with (SECRET_KEY) and opened with (and SECRET_KEY_PREVIOUS); each one
+    hidden from every log line."""
+    current = settings.secret_key.get_secret_value() if settings.secret_key else None
+    previous = settings.secret_key_previous.get_secret_value() if settings.secret_key_previous else None
+    for key in [current or "", *(previous or "").split(",")]:
+        logs.hide(key.strip())
+    return Sealer.from_settings(current, previous)
+
+
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Everything the front ends need, opened together (the servers concurrently) and closed in reverse."""
@@ -74,7 +89,11 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         max_tool_result_chars=settings.mcp_tool_result_max_chars,
     )
     async with AsyncExitStack() as stack:
-        store = await stack.enter_async_context(ConversationStore.open(settings.database_url))
+        store = await stack.enter_async_context(ConversationStore.open(settings.database_url, sealer(settings)))
+        if not store.sealer.seals:
+            log.warning("content_stored_in_clear", hint="set SECRET_KEY to encrypt message content at rest")
+        if (problem := await store.unreadable_content()) is not None:
+            log.error("content_unreadable", error=problem)
         registry = await stack.enter_async_context(Registry(servers))
         model = await stack.enter_async_context(ChatModel(model_settings(settings)))
         limiter = await stack.enter_async_context(

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     database_url: str = Field(default="sqlite+aiosqlite:///./data/mcpbot.db", repr=False)
     redis_url: str | None = Field(default=None, repr=False)
 
+    # Message content at rest (host/storage/sealing.py): unset means stored in clear. Old keys, comma-separated,
+    # stay readable after a rotation; new content is always sealed with SECRET_KEY.
+    secret_key: SecretStr | None = None
+    secret_key_previous: SecretStr | None = None
+
     admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     admin_api_token: SecretStr | None = None  # the admin HTTP API's bearer token; unset: no admin API
     # Unset both: anyone may use the bot. Set: only these users, in any chat, and anyone in these chats.
@@ -93,6 +98,22 @@ class Settings(BaseSettings):
         """Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and - as a webhook's secret token."""
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
             raise ValueError("use 1 to 256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("secret_key", "secret_key_previous", mode="before")
+    @classmethod
+    def _unset_key_when_empty(cls, value: object) -> object:
+        """`SECRET_KEY=` (empty) means unset, as leaving it out does."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """At least 16 characters (32 random bytes in hex is the advice), no comma (it may become a previous key)."""
+        if value is not None:
+            key = value.get_secret_value().strip()
+            if len(key) < 16 or "," in key:
+                raise ValueError("use at least 16 characters and no comma, for example: openssl rand -hex 32")
         return value
 
     @field_validator("metrics_port", mode="before")

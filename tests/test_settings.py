@@ -99,3 +99,16 @@ def test_env_example_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch, 
     (tmp_path / "system_prompt.txt").write_text("Be brief.")
     settings = load_settings()
     assert settings.llm_model_name == "gpt-oss:20b" and settings.admin_user_ids == [11111111, 22222222]
+
+
+def test_secret_key_is_optional_hidden_and_refused_when_weak(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRET_KEY", "")
+    assert load_settings().secret_key is None  # empty means unset: content is stored in clear
+    monkeypatch.setenv("SECRET_KEY", "k" * 64)
+    monkeypatch.setenv("SECRET_KEY_PREVIOUS", "old-key-one-1234,old-key-two-5678")
+    settings = load_settings()
+    assert "kkkk" not in repr(settings) and "old-key" not in str(settings.model_dump())
+    monkeypatch.setenv("SECRET_KEY", "short")
+    with pytest.raises(ConfigError, match=r"SECRET_KEY: .*at least 16 characters"):
+        load_settings()

@@ -4,6 +4,7 @@ SQLite by default, PostgreSQL by URL. Never imports host.engine, host.mcp or hos
 """
 
 from host.storage.repository import ConversationStore
+from host.storage.sealing import Sealer
 from host.storage.window import StoredMessage
 
-__all__ = ["ConversationStore", "StoredMessage"]
+__all__ = ["ConversationStore", "Sealer", "StoredMessage"]

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_URL = "sqlite+aiosqlite:///./data/mcpbot.db"
@@ -61,6 +61,10 @@ class SQLiteWriter:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._engine.dialect
 
     def run(self, work: Callable[[Connection], T]) -> T:
         with self._engine.begin() as connection:

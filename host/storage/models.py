@@ -1,6 +1,7 @@
 """The tables, as SQLAlchemy 2 declarative models; migrations/versions must match them (a test compares).
 
-Imports nothing from the host.
+Message.content and Message.tool_calls are sealed at rest (host.storage.sealing). Imports nothing from the host but
+storage (and, through sealing, errors).
 """
 
 from datetime import UTC, datetime
@@ -16,12 +17,13 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
-    Text,
     text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from host.storage.sealing import SealedJSON, SealedText
 
 # SQLite only auto-numbers an INTEGER PRIMARY KEY (the rowid); PostgreSQL gets a 64-bit sequence.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -101,8 +103,8 @@ class Message(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
-    content: Mapped[str | None] = mapped_column(Text, nullable=True)
-    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    content: Mapped[str | None] = mapped_column(SealedText, nullable=True)  # sealed: user text, answers, results
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(SealedJSON, nullable=True)  # sealed arguments
     tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     token_count: Mapped[int] = mapped_column(Integer)

@@ -1,8 +1,9 @@
 """ConversationStore: conversations per chat and topic, their messages, users, claimed Telegram updates, the
 replies still owed (host.storage.pending), and the blocklist with its refusal notices (host.storage.access).
 
-Owns the translation of SQLAlchemy and driver errors into StorageError. Imports nothing from the host but
-errors and storage; token counts arrive with the messages. Text is stored with NUL replaced by U+FFFD
+Owns the translation of SQLAlchemy and driver errors into StorageError. Message content is sealed with the store's
+Sealer (host.storage.sealing) by the columns themselves; nothing here sees a sealed value. Imports nothing from the
+host but errors and storage; token counts arrive with the messages. Text is stored with NUL replaced by U+FFFD
 (PostgreSQL's text cannot hold NUL; both backends keep the same history).
 """
 
@@ -25,6 +26,7 @@ from host.errors import StorageError
 from host.storage import access, pending
 from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
+from host.storage.sealing import Sealer, attach
 from host.storage.window import StoredMessage, fit_window
 
 _RESET_ATTEMPTS = 3
@@ -52,9 +54,13 @@ def window_query(conversation_id: int, max_messages: int) -> Select[*tuple[Any, 
 class ConversationStore:
     """Chat history on SQLite or PostgreSQL. Open with `async with ConversationStore.open(url) as store:`."""
 
-    def __init__(self, engine: AsyncEngine, writer: SQLiteWriter | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, writer: SQLiteWriter | None = None, sealer: Sealer | None = None) -> None:
         self._engine = engine
         self._writer = writer
+        self.sealer = sealer or Sealer()  # no key: content is written in clear
+        attach(engine.dialect, self.sealer)
+        if writer is not None:
+            attach(writer.dialect, self.sealer)
         self._writer_turn = anyio.CapacityLimiter(1)
         self.owner = secrets.token_hex(8)  # this process, as the holder of its turns' pending replies
 
@@ -65,15 +71,16 @@ class ConversationStore:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, url: str = DEFAULT_URL) -> AsyncIterator[Self]:
-        """Connect, migrate to the newest schema, yield the store; the engine is disposed on exit."""
+    async def open(cls, url: str = DEFAULT_URL, sealer: Sealer | None = None) -> AsyncIterator[Self]:
+        """Connect, migrate to the newest schema, yield the store; the engine is disposed on exit. With a `sealer`
+        holding a key, message content is written sealed; without one, in clear."""
         with _translated("open the database"):
             engine = open_engine(url)
             writer = open_sqlite_writer(url)
         try:
             with _translated("migrate the database"):
                 await migrate(engine)
-            yield cls(engine, writer)
+            yield cls(engine, writer, sealer)
         finally:
             await engine.dispose()
             if writer is not None:
@@ -189,6 +196,18 @@ class ConversationStore:
             async with self._engine.connect() as connection:
                 rows = (await connection.execute(window_query(conversation_id, max_messages))).all()
         return fit_window([_stored(row) for row in rows], max_tokens)
+
+    async def unreadable_content(self) -> str | None:
+        """Why the newest stored message cannot be read with this store's keys (a SECRET_KEY that is not the one
+        it was written with), or None; for a check at start. One read by the primary key."""
+        try:
+            with _translated("read the newest message"):
+                async with self._engine.connect() as connection:
+                    newest = select(Message.content, Message.tool_calls).order_by(Message.id.desc()).limit(1)
+                    (await connection.execute(newest)).first()  # opening its values is the check
+        except StorageError as error:
+            return str(error)
+        return None
 
     async def claim_update(self, update_id: int) -> bool:
         """True the first time an update id is claimed, False ever after (atomic, and across restarts)."""
