@@ -82,5 +82,15 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             )
         )
         engine = Engine(model, registry, store, engine_settings)
-        service = Service(engine, registry, store, model, limiter, admins=frozenset(settings.admin_user_ids))
+        service = Service(
+            engine,
+            registry,
+            store,
+            model,
+            limiter,
+            admins=frozenset(settings.admin_user_ids),
+            default_model=settings.llm_model_name,
+            models=settings.llm_models,
+            default_temperature=settings.llm_temperature,
+        )
         yield App(settings, registry, store, model, engine, service)

@@ -8,13 +8,16 @@ turn yields are imported from here. Imports the engine, the MCP registry, storag
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ReasoningDelta, TextDelta
 from host.service.gate import Refused, Request
+from host.service.preferences import MAX_SYSTEM_CHARS, ChatSettingsView, SettingRefused, Who
 from host.service.queues import ChatQueues
 from host.service.service import Service
 from host.service.status import Readiness, ServerStatus, ToolInfo
 from host.storage.pending import Orphan
 
 __all__ = [
+    "MAX_SYSTEM_CHARS",
     "ChatQueues",
+    "ChatSettingsView",
     "EngineEvent",
     "Orphan",
     "Readiness",
@@ -23,9 +26,11 @@ __all__ = [
     "Request",
     "ServerStatus",
     "Service",
+    "SettingRefused",
     "TextDelta",
     "ToolFinished",
     "ToolInfo",
     "ToolStarted",
     "TurnFinished",
+    "Who",
 ]

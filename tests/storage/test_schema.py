@@ -25,13 +25,13 @@ async def test_migrations_run_on_an_empty_database_and_again_as_a_no_op(empty_ur
     with anyio.fail_after(30):
         async with ConversationStore.open(empty_url) as store:
             async with store.engine.connect() as connection:
-                assert await connection.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+                assert await connection.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
                 differences = await connection.run_sync(_differences)
             conversation = await store.current_conversation(1)
             await store.append(conversation, _message("kept across migrations"))
         async with ConversationStore.open(empty_url) as store:  # migrated already: nothing to do, nothing lost
             async with store.engine.connect() as connection:
-                assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).all() == [("0002",)]
+                assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).all() == [("0003",)]
             window = await store.window(conversation, max_messages=10, max_tokens=100)
     assert differences == []  # the hand-written migration builds exactly what the models declare
     assert [message.content for message in window] == ["kept across migrations"]
