@@ -179,4 +179,31 @@ def test_without_llm_models_there_is_no_choice(api: FakeBotAPI, model: ScriptedM
         no_choice = f"There is no choice of model here: this bot answers with {model.model} only."
         assert api.texts(42) == [no_choice, no_choice]
         assert all("reply_markup" not in message for message in api.messages(42))
+        api.push_message(42, "/settings")
+        api.push_message(42, "/temperature")  # without a value: what it is now
+        bot.wait_until(lambda: len(api.texts(42)) == 4)
+        shown = said(api, 42, 3)
+        assert shown.startswith(f"Model: {model.model} (the default)\nTemperature: 0.7 (the default)\n")
+        assert "Your system prompt: none" in shown and said(api, 42, 4) == shown
         assert [command["command"] for command in api.commands][-4:] == ["settings", "model", "temperature", "system"]
+
+
+def test_a_button_is_answered_when_rate_limited_and_a_failed_answer_loses_only_the_toast(
+    api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    env = {**MODELS, "RATE_LIMIT_USER_REQUESTS": "3"}
+    with BotProcess(api, model, tmp_path, env=env) as bot:
+        api.push_message(42, "/model")
+        bot.wait_until(lambda: len(api.texts(42)) == 1)
+        api.fail("answerCallbackQuery", 400, "Bad Request: query is too old and response timeout expired")
+        api.push_callback(42, "model:small-model")
+        bot.wait_until(lambda: len(api.texts(42)) == 2)
+        assert said(api, 42, 2) == "The model for this chat is now small-model."  # the choice is made all the same
+        api.push_message(42, "/system off")
+        bot.wait_until(lambda: len(api.texts(42)) == 3)
+        assert said(api, 42, 3) == "Your system prompt for this chat is cleared."
+        api.push_callback(42, "model:big-model")  # the fourth request in the minute
+        bot.wait_until(lambda: len(api.callback_answers) == 1)
+        assert api.callback_answers[0]["text"].startswith("⏳ Too many messages right now.")
+        assert len(api.texts(42)) == 3  # told in the button's answer, not in the chat
+        assert "button_not_answered" in bot.log
