@@ -191,10 +191,13 @@ def test_without_llm_models_there_is_no_choice(api: FakeBotAPI, model: ScriptedM
 def test_a_button_is_answered_when_rate_limited_and_a_failed_answer_loses_only_the_toast(
     api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
 ) -> None:
-    env = {**MODELS, "RATE_LIMIT_USER_REQUESTS": "3"}
+    long_name = "m" * 60  # "model:" and this pass Telegram's 64 bytes of callback data: no button, /model NAME only
+    env = {**MODELS, "LLM_MODELS": f"small-model,big-model,{long_name}", "RATE_LIMIT_USER_REQUESTS": "3"}
     with BotProcess(api, model, tmp_path, env=env) as bot:
         api.push_message(42, "/model")
         bot.wait_until(lambda: len(api.texts(42)) == 1)
+        keyboard = api.messages(42)[0]["reply_markup"]["inline_keyboard"]
+        assert [row[0]["text"] for row in keyboard] == [f"✓ {model.model}", "small-model", "big-model"]
         api.fail("answerCallbackQuery", 400, "Bad Request: query is too old and response timeout expired")
         api.push_callback(42, "model:small-model")
         bot.wait_until(lambda: len(api.texts(42)) == 2)
