@@ -201,7 +201,8 @@ class FrontEnd:
             admin = self.service.is_admin(message.user_id)
             await self._send_long(target, await self._servers_text(message.chat_id, admin=admin))
         elif name == "start":
-            await send_html(self.bot, target, self._start_text(message))
+            view = await self.service.chat_settings(message.chat_id, message.topic_id)
+            await send_html(self.bot, target, self._start_text(message, view.model))
         else:
             await send_html(self.bot, target, self._help_text(message))
 
@@ -303,8 +304,9 @@ class FrontEnd:
         for index, part in enumerate(split_message(html_text)):
             await send_html(self.bot, target, part, reply=index == 0)
 
-    def _start_text(self, message: Incoming) -> str:
-        model = html.escape(self.app.settings.llm_model_name)
+    def _start_text(self, message: Incoming, model: str) -> str:
+        """Hello, with the model this chat is answered with."""
+        model = html.escape(model)
         return f"Hi! I answer with <b>{model}</b> and can use tools from MCP servers.\n\n{self._help_text(message)}"
 
     def _help_text(self, message: Incoming) -> str:

@@ -169,6 +169,9 @@ def test_values_out_of_bounds_and_forged_buttons_change_nothing(
         bot.wait_until(lambda: len(api.texts(-100)) == 6)
         assert asked(model, "the group asks")["model"] == "small-model"
         assert asked(model, "a topic asks")["model"] == model.model  # each forum topic has its own settings
+        api.push_message(-100, "/start@fake_bot", chat_type="supergroup", user_id=5)
+        bot.wait_until(lambda: len(api.texts(-100)) == 7)
+        assert said(api, -100, 7).startswith("Hi! I answer with small-model and can use tools")
 
 
 def test_without_llm_models_there_is_no_choice(api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path) -> None:
