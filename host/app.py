@@ -114,5 +114,8 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             admins=frozenset(settings.admin_user_ids),
             access=Access(frozenset(settings.allowed_user_ids), frozenset(settings.allowed_chat_ids)),
             server_list=server_list,
+            default_model=settings.llm_model_name,
+            models=settings.llm_models,
+            default_temperature=settings.llm_temperature,
         )
         yield App(settings, registry, store, model, engine, service)

@@ -16,11 +16,22 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from host.app import App
 from host.errors import HostError, ModelUnavailable
-from host.service import Request, TextDelta, ToolFinished, ToolStarted, TurnFinished
+from host.service import (
+    MAX_SYSTEM_CHARS,
+    ChatSettingsView,
+    Request,
+    SettingRefused,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnFinished,
+    Who,
+)
 
 HELP = (
-    "Commands: /reset (new conversation), /tools, /servers (and the model), /block ID and /unblock ID (Telegram"
-    " users), /reload (mcp_servers.json), /exit. Anything else goes to the model."
+    "Commands: /reset (new conversation), /tools, /servers (and the model), /settings, /model NAME,"
+    " /temperature X, /system TEXT (or off), /reset settings, /block ID and /unblock ID (Telegram users),"
+    " /reload (mcp_servers.json), /exit. Anything else goes to the model."
 )
 
 
@@ -70,14 +81,18 @@ async def _until_interrupted(work: Coroutine[Any, Any, None]) -> None:
 async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
     if not text:
         return
+    name, _, args = text.partition(" ")
+    args = args.strip()
     if text == "/reset":
         await app.service.reset(chat_id)
         print("Started a new conversation.", file=sys.stderr)
+    elif name in ("/settings", "/model", "/temperature", "/system") or (name == "/reset" and args == "settings"):
+        await _settings(app, chat_id, name, args)
     elif text == "/tools":
         await _print_tools(app, chat_id)
     elif text == "/servers":
         await _print_servers(app, chat_id)
-    elif text.split()[0] in ("/block", "/unblock"):
+    elif name in ("/block", "/unblock"):
         await _block_or_unblock(app, text)
     elif text == "/reload":
         print(f"Reloaded {app.settings.mcp_servers_config}: {(await app.service.reload()).summary()}.", file=sys.stderr)
@@ -100,6 +115,30 @@ async def _block_or_unblock(app: App, text: str) -> None:
         )
     else:
         print("Unblocked." if await app.service.unblock(int(argument), None) else "Was not blocked.", file=sys.stderr)
+
+
+async def _settings(app: App, chat_id: int, name: str, args: str) -> None:
+    """The chat's own settings, as in Telegram; the operator at the terminal may change them."""
+    who = Who(chat_id)
+    result: ChatSettingsView | SettingRefused
+    if name == "/reset":
+        result = await app.service.reset_settings(who)
+    elif name == "/settings" or not args:
+        result = await app.service.chat_settings(chat_id)
+    elif name == "/model":
+        result = await app.service.choose_model(who, args)
+    elif name == "/temperature":
+        result = await app.service.choose_temperature(who, args)
+    else:
+        result = await app.service.choose_system_prompt(who, args)
+    if isinstance(result, SettingRefused):
+        print(result.text, file=sys.stderr)
+        return
+    model = result.model + (" (the default)" if result.model_is_default else "")
+    temperature = f"{result.temperature:g}" + (" (the default)" if result.temperature_is_default else "")
+    print(f"model: {model}; choices: {', '.join(result.models)}", file=sys.stderr)
+    print(f"temperature: {temperature} (0-2)", file=sys.stderr)
+    print(f"system prompt (at most {MAX_SYSTEM_CHARS} characters): {result.system_prompt or 'none'}", file=sys.stderr)
 
 
 def _read_lines(send: MemoryObjectSendStream[str], token: anyio.lowlevel.EventLoopToken) -> None:

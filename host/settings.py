@@ -30,6 +30,8 @@ class Settings(BaseSettings):
 
     llm_base_url: str = "http://localhost:11434/v1"
     llm_model_name: str = "gpt-oss:20b"
+    # the models a chat may choose with /model, all on LLM_BASE_URL; empty: LLM_MODEL_NAME only
+    llm_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     llm_api_key: SecretStr = SecretStr("ollama")
     llm_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     llm_max_tokens: int = Field(default=2048, gt=0)
@@ -90,6 +92,14 @@ class Settings(BaseSettings):
         """Accept `1,2,3` (and spaces) as well as a JSON list."""
         if isinstance(value, str):
             return [int(part) for part in value.replace(",", " ").split()]
+        return value
+
+    @field_validator("llm_models", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        """Accept `a,b` (spaces around a name are dropped, empty names too) as well as a JSON list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("telegram_webhook_secret")

@@ -182,3 +182,65 @@ def test_the_operator_blocks_users_and_reloads_the_servers_from_the_terminal(tmp
             assert terminal.process.wait(timeout=20) == 0
         finally:
             terminal.close()
+
+
+def test_the_chat_settings_commands_choose_what_the_next_turn_sends(tmp_path: Path) -> None:
+    """/model, /temperature, /system and /settings at the terminal, refusals included; the next turn carries them,
+    a later run still does (they are stored), and /reset settings restores the defaults."""
+    config = tmp_path / "mcp_servers.json"
+    config.write_text(json.dumps({"mcpServers": {}}))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MCP_SERVERS_CONFIG": str(config),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db",
+        "LLM_MODEL_NAME": "scripted",
+        "LLM_MODELS": "big-model",
+        "LLM_RETRY_ATTEMPTS": "1",
+        "LOG_LEVEL": "ERROR",
+    }
+
+    def chat(lines: list[str], model: ScriptedModelServer) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "host", "chat", "--chat-id", "9"],
+            cwd=ROOT,
+            env={**env, "LLM_BASE_URL": model.base_url},
+            input="".join(line + "\n" for line in lines),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    with ScriptedModelServer() as model:
+        model.always(Reply(text="fine"))
+        first = chat(
+            [
+                "/model huge-model",
+                "/temperature 3",
+                "/system " + "y" * 1001,
+                "/model big-model",
+                "/temperature 0.2",
+                "/system Reply in haiku.",
+                "/settings",
+                "a question",
+            ],
+            model,
+        )
+        assert first.returncode == 0, first.stderr
+        assert "That model is not offered here. Choose one of: scripted, big-model" in first.stderr
+        assert "The temperature must be from 0 to 2." in first.stderr
+        assert "A personal system prompt holds at most 1,000 characters." in first.stderr
+        assert "model: big-model; choices: scripted, big-model" in first.stderr
+        assert "temperature: 0.2 (0-2)" in first.stderr and "): Reply in haiku." in first.stderr
+        later = chat(["another question", "/reset settings", "a last question"], model)
+        assert later.returncode == 0, later.stderr
+        assert "model: scripted (the default)" in later.stderr
+        assert "temperature: 0.7 (the default) (0-2)" in later.stderr
+    sent = [(body["model"], body["temperature"], body["messages"][0]["content"]) for body in model.bodies]
+    assert [(name, temperature) for name, temperature, _ in sent] == [
+        ("big-model", 0.2),
+        ("big-model", 0.2),
+        ("scripted", 0.7),
+    ]
+    assert sent[0][2].endswith("<user-preferences>\nReply in haiku.\n</user-preferences>")
+    assert "user-preferences" not in sent[2][2]

@@ -25,6 +25,7 @@ from host.engine.prompt import system_prompt
 from host.engine.seams import Conversations, Model, ToolRouter
 from host.errors import ToolError
 from host.mcp.registry import Catalogue
+from host.storage.preferences import NONE, ChatPreferences
 from host.storage.window import StoredMessage
 from host.tokens import count_message_tokens, count_tokens
 
@@ -70,6 +71,7 @@ class _Turn:
     messages: list[ChatCompletionMessageParam]
     catalogue: Catalogue
     room: int  # tokens still free in the context for tool results
+    preferences: ChatPreferences = NONE  # the chat's model and temperature (None: the client's own)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tool_calls: int = 0
@@ -99,6 +101,7 @@ class Engine:
         topic_id: int = 0,
         update_id: int | None = None,
         route: dict[str, Any] | None = None,
+        preferences: ChatPreferences = NONE,
     ) -> AsyncGenerator[EngineEvent, None]:
         """Answer one user message. The message is stored before the model is called, so a failure that ends
         the turn (ModelUnavailable, StorageError) never loses it. A consumer that stops early should close the
@@ -108,16 +111,24 @@ class Engine:
         whose update_id was claimed before yields no events at all (a message delivered twice). A message refused
         before it is stored (it cannot fit the context) is not claimed here: the caller claims it. With `route` (the
         front end's data for delivering the reply) the reply is recorded as owed in that transaction too, until the
-        front end calls ConversationStore.reply_delivered: a crash before then leaves the message to `resume`."""
-        async for event in self._turn(chat_id, topic_id, text, user_id, update_id, route):
+        front end calls ConversationStore.reply_delivered: a crash before then leaves the message to `resume`.
+
+        `preferences` are the chat's own model, temperature and system prompt (checked by the caller); the prompt
+        is added after the operator's and the servers', fenced as the user's text (prompt.system_prompt)."""
+        async for event in self._turn(chat_id, topic_id, text, user_id, update_id, route, preferences):
             yield event
 
     async def resume(
-        self, chat_id: int, topic_id: int, conversation_id: int, message: StoredMessage
+        self,
+        chat_id: int,
+        topic_id: int,
+        conversation_id: int,
+        message: StoredMessage,
+        preferences: ChatPreferences = NONE,
     ) -> AsyncGenerator[EngineEvent, None]:
         """Answer a user message stored by a turn that never finished (its process died): the turn runs again on
         the stored history, the tool calls it made included, without storing the message again."""
-        async for event in self._answer(chat_id, conversation_id, message, user_id=None):
+        async for event in self._answer(chat_id, conversation_id, message, user_id=None, preferences=preferences):
             yield event
 
     async def _turn(
@@ -128,6 +139,7 @@ class Engine:
         user_id: int | None,
         update_id: int | None,
         route: dict[str, Any] | None,
+        preferences: ChatPreferences,
     ) -> AsyncIterator[EngineEvent]:
         started = time.perf_counter()
 
@@ -137,7 +149,7 @@ class Engine:
 
         user = _text_message("user", text)
         try:
-            context = await self._context(chat_id)
+            context = await self._context(chat_id, preferences)
             fits = user.token_count <= context.budget
             conversation_id = (
                 await self.store.begin_turn(chat_id, topic_id, user, user_id, update_id=update_id, route=route)
@@ -154,7 +166,9 @@ class Engine:
         if conversation_id is None:
             log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
             return
-        async for event in self._answer(chat_id, conversation_id, user, context, user_id=user_id):
+        async for event in self._answer(
+            chat_id, conversation_id, user, context, user_id=user_id, preferences=preferences
+        ):
             yield event
 
     async def _answer(
@@ -165,9 +179,12 @@ class Engine:
         context: _Context | None = None,
         *,
         user_id: int | None,
+        preferences: ChatPreferences = NONE,
     ) -> AsyncIterator[EngineEvent]:
         """The model-tool rounds of a stored message; however they end, one `turn_finished` line sums them up."""
-        turn = await self._prepare(chat_id, conversation_id, user, context or await self._context(chat_id))
+        context = context or await self._context(chat_id, preferences)
+        turn = await self._prepare(chat_id, conversation_id, user, context)
+        turn.preferences = preferences
         limit = self.settings.max_tool_steps
         outcome, error, step = "stopped", None, 0  # "stopped": the consumer closed the turn early
         try:
@@ -214,7 +231,9 @@ class Engine:
         `replies`."""
         tools = list(turn.catalogue.tools) if with_tools and turn.catalogue.tools else None
         room = self.settings.max_answer_chars
-        async with aclosing(self.model.complete(turn.messages, tools)) as events:
+        chosen = turn.preferences
+        asked = self.model.complete(turn.messages, tools, model=chosen.model, temperature=chosen.temperature)
+        async with aclosing(asked) as events:
             async for event in events:
                 if isinstance(event, Completion):
                     replies.append(event)
@@ -244,9 +263,11 @@ class Engine:
         messages += [_as_param(message) for message in window]
         return _Turn(chat_id, conversation_id, messages, context.catalogue, room=max(budget - used, 0))
 
-    async def _context(self, chat_id: int) -> _Context:
+    async def _context(self, chat_id: int, preferences: ChatPreferences) -> _Context:
         catalogue = await self.tools.catalogue(chat_id)
-        prompt = system_prompt(self.settings.system_prompt, datetime.now(UTC), catalogue.instructions)
+        prompt = system_prompt(
+            self.settings.system_prompt, datetime.now(UTC), catalogue.instructions, preferences.system_prompt
+        )
         budget = (
             self.settings.max_context_tokens - self.settings.answer_tokens - count_tokens(prompt) - catalogue.tokens
         )

@@ -22,10 +22,16 @@ class ToolRouter(Protocol):
 
 
 class Model(Protocol):
-    """One streamed chat completion: deltas as they come, then one Completion. Raises ModelUnavailable."""
+    """One streamed chat completion: deltas as they come, then one Completion. Raises ModelUnavailable. `model` and
+    `temperature` override the client's own for this call (a chat's choice); None keeps them."""
 
     def complete(
-        self, messages: list[ChatCompletionMessageParam], tools: list[ChatCompletionToolParam] | None = None
+        self,
+        messages: list[ChatCompletionMessageParam],
+        tools: list[ChatCompletionToolParam] | None = None,
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
     ) -> AsyncGenerator[ModelEvent, None]: ...
 
 

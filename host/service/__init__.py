@@ -8,14 +8,17 @@ turn yields are imported from here. Imports the engine, the MCP registry, storag
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ReasoningDelta, TextDelta
 from host.service.gate import Access, Refused, Request
+from host.service.preferences import MAX_SYSTEM_CHARS, ChatSettingsView, SettingRefused, Who
 from host.service.queues import ChatQueues
 from host.service.service import Service
 from host.service.status import Readiness, ServerStatus, ToolInfo
 from host.storage.pending import Orphan
 
 __all__ = [
+    "MAX_SYSTEM_CHARS",
     "Access",
     "ChatQueues",
+    "ChatSettingsView",
     "EngineEvent",
     "Orphan",
     "Readiness",
@@ -24,9 +27,11 @@ __all__ = [
     "Request",
     "ServerStatus",
     "Service",
+    "SettingRefused",
     "TextDelta",
     "ToolFinished",
     "ToolInfo",
     "ToolStarted",
     "TurnFinished",
+    "Who",
 ]

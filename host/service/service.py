@@ -1,6 +1,7 @@
 """The one path from any front end to the engine: the gate (claim, empty text, rate limit, admin rules), turns
-and resumed turns, the replies owed after a crash and their leases, the chores that keep claimed updates
-bounded, and the status values front ends format. Front ends import this package, the app and the errors only.
+and resumed turns (with each chat's own settings, host.service.preferences), the replies owed after a crash and
+their leases, the chores that keep claimed updates bounded, and the status values front ends format. Front ends
+import this package, the app and the errors only.
 """
 
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -21,6 +22,7 @@ from host.mcp.registry import Registry, Reloaded
 from host.ratelimit import RateLimiter
 from host.service import status
 from host.service.gate import Access, Gate, Refused, Request
+from host.service.preferences import ChatSettingsView, Preferences, SettingRefused, Who
 from host.storage import ConversationStore, StoredMessage
 from host.storage.pending import Orphan
 
@@ -42,6 +44,9 @@ class Service:
         admins: frozenset[int] = frozenset(),
         access: Access | None = None,
         server_list: Callable[[], Sequence[ServerConfig]] | None = None,
+        default_model: str = "",
+        models: Sequence[str] = (),
+        default_temperature: float = 0.7,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -49,6 +54,13 @@ class Service:
         self.model = model
         self.gate = Gate(store, limiter, admins, access)
         self.server_list = server_list  # reads mcp_servers.json again, for `reload`
+        self.preferences = Preferences(
+            store,
+            default_model=default_model,
+            allowed_models=list(models),
+            default_temperature=default_temperature,
+            admins=admins,
+        )
 
     # -- the gate ---------------------------------------------------------------------------------------------
     def is_admin(self, user_id: int | None) -> bool:
@@ -95,7 +107,16 @@ class Service:
     # -- turns ------------------------------------------------------------------------------------------------
     async def turn(self, request: Request) -> AsyncGenerator[EngineEvent, None]:
         """The engine's turn for an admitted request. A message refused before it was stored (it cannot fit the
-        context) is claimed here, so a repeated delivery yields nothing, as a repeated stored one does."""
+        context) is claimed here, so a repeated delivery yields nothing, as a repeated stored one does. The chat's
+        own settings, as they are now, apply to the turn."""
+        async with aclosing(self._measured(self._with_preferences(request), request.user_id)) as events:
+            async for event in events:
+                if isinstance(event, TurnFinished) and event.refused and not await self.claim(request):
+                    return
+                yield event
+
+    async def _with_preferences(self, request: Request) -> AsyncGenerator[EngineEvent, None]:
+        chosen = await self.preferences.for_turn(request.chat_id, request.topic_id)
         turn = self.engine.turn(
             request.chat_id,
             request.text,
@@ -103,11 +124,10 @@ class Service:
             topic_id=request.topic_id,
             update_id=request.update_id,
             route=request.route,
+            preferences=chosen,
         )
-        async with aclosing(self._measured(turn, request.user_id)) as events:
+        async with aclosing(turn) as events:
             async for event in events:
-                if isinstance(event, TurnFinished) and event.refused and not await self.claim(request):
-                    return
                 yield event
 
     async def _measured(
@@ -148,12 +168,40 @@ class Service:
             id=orphan.message_id,
             created_at=orphan.created_at,
         )
-        turn = self.engine.resume(orphan.chat_id, orphan.topic_id, orphan.conversation_id, message)
-        return self._measured(turn, orphan.user_id)
+        return self._measured(self._resumed(orphan, message), orphan.user_id)
+
+    async def _resumed(self, orphan: Orphan, message: StoredMessage) -> AsyncGenerator[EngineEvent, None]:
+        chosen = await self.preferences.for_turn(orphan.chat_id, orphan.topic_id)
+        turn = self.engine.resume(orphan.chat_id, orphan.topic_id, orphan.conversation_id, message, chosen)
+        async with aclosing(turn) as events:
+            async for event in events:
+                yield event
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> None:
         """A new conversation in the chat; the old one stays stored but leaves the window."""
         await self.engine.reset(chat_id, topic_id)
+
+    # -- a chat's own settings (host.service.preferences) ---------------------------------------------------------
+    async def chat_settings(self, chat_id: int, topic_id: int = 0) -> ChatSettingsView:
+        """What the chat's next turn is given; anyone in the chat may see it."""
+        return await self.preferences.view(chat_id, topic_id)
+
+    def may_change_settings(self, who: Who) -> bool:
+        return self.preferences.may_change(who)
+
+    async def choose_model(self, who: Who, name: str) -> ChatSettingsView | SettingRefused:
+        """One of the offered models (settings LLM_MODEL_NAME and LLM_MODELS) for the chat's next turns."""
+        return await self.preferences.choose_model(who, name)
+
+    async def choose_temperature(self, who: Who, text: str) -> ChatSettingsView | SettingRefused:
+        return await self.preferences.choose_temperature(who, text)
+
+    async def choose_system_prompt(self, who: Who, text: str) -> ChatSettingsView | SettingRefused:
+        return await self.preferences.choose_system_prompt(who, text)
+
+    async def reset_settings(self, who: Who) -> ChatSettingsView | SettingRefused:
+        """The chat's settings back to the operator's defaults (`/reset settings`; a plain reset keeps them)."""
+        return await self.preferences.reset(who)
 
     # -- replies owed -----------------------------------------------------------------------------------------
     async def preview_shown(self, update_id: int, message_id: int) -> None:

@@ -12,11 +12,13 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Text,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -154,3 +156,16 @@ class RefusalNotice(Base):
 
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+
+
+class ChatSettings(Base):
+    """A chat's (and forum topic's) own choices; a column left NULL means the operator's default."""
+
+    __tablename__ = "chat_settings"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    topic_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
+    system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

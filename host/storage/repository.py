@@ -1,5 +1,6 @@
 """ConversationStore: conversations per chat and topic, their messages, users, claimed Telegram updates, the
-replies still owed (host.storage.pending), and the blocklist with its refusal notices (host.storage.access).
+replies still owed (host.storage.pending), the blocklist with its refusal notices (host.storage.access), and each
+chat's own settings (host.storage.preferences).
 
 Owns the translation of SQLAlchemy and driver errors into StorageError. Message content is sealed with the store's
 Sealer (host.storage.sealing) by the columns themselves; nothing here sees a sealed value. Imports nothing from the
@@ -24,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from host.errors import StorageError
 from host.storage import access, pending
+from host.storage import preferences as chat_settings
 from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
 from host.storage.sealing import Sealer, attach
@@ -155,6 +157,25 @@ class ConversationStore:
         return await self._write(
             "claim the unanswered messages",
             lambda connection: pending.claim(connection, self.owner, lapsed_only=lapsed_only),
+        )
+
+    async def preferences(self, chat_id: int, topic_id: int = 0) -> chat_settings.ChatPreferences:
+        """The chat's own settings (host.storage.preferences); all None when it chose nothing."""
+        with _translated("read the chat's settings"):
+            async with self._engine.connect() as connection:
+                return await connection.run_sync(lambda sync: chat_settings.read(sync, chat_id, topic_id))
+
+    async def set_preferences(self, chat_id: int, topic_id: int, **changes: Any) -> chat_settings.ChatPreferences:
+        """Set some of the chat's settings (model=, temperature=, system_prompt=; None clears one); all of them
+        after the change."""
+        return await self._write(
+            "store the chat's settings", lambda connection: chat_settings.write(connection, chat_id, topic_id, changes)
+        )
+
+    async def reset_preferences(self, chat_id: int, topic_id: int = 0) -> None:
+        """The chat's settings back to the operator's defaults."""
+        await self._write(
+            "reset the chat's settings", lambda connection: chat_settings.clear(connection, chat_id, topic_id)
         )
 
     async def reset(self, chat_id: int, topic_id: int = 0) -> int:

@@ -42,7 +42,7 @@ async def admin_command(service: Service, bot: Bot, message: Incoming, target: T
         await send_html(bot, target, html.escape(await reload_text(service)))
         return
     try:
-        user_id = int(message.arguments.split()[0]) if message.arguments else None
+        user_id = int(message.args.split()[0]) if message.args else None
     except ValueError:
         user_id = None
     if user_id is None:

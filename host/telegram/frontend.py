@@ -12,13 +12,25 @@ from contextlib import aclosing
 
 import anyio
 import structlog
-from telegram import Bot
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import Forbidden, TelegramError
 
 from host.app import App
 from host.errors import HostError, ModelUnavailable, StorageError
 from host.redact import redact_clipped
-from host.service import EngineEvent, Refused, Request, TextDelta, ToolFinished, ToolStarted, TurnFinished
+from host.service import (
+    MAX_SYSTEM_CHARS,
+    ChatSettingsView,
+    EngineEvent,
+    Refused,
+    Request,
+    SettingRefused,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnFinished,
+    Who,
+)
 from host.telegram.admin import admin_command
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
 from host.telegram.reply import Reply
@@ -40,6 +52,9 @@ UNREADABLE = "I can only read text messages for now."
 REASON_MAX_CHARS = 500  # of a server's failure reason, shown to admins
 TOO_LONG = "⚠️ This message is longer than Telegram allows, so I did not read it. Please send it shorter."
 NO_TEXT = "Send me a question after the mention, for example: @{username} what can you do?"
+MODEL_BUTTON = "model:"  # a /model button's callback data: this, then the model's name
+CALLBACK_DATA_BYTES = 64  # Telegram's limit: a model with a longer name gets no button, only /model NAME
+STALE_BUTTON = "This button is no longer valid. Send /model to choose again."
 
 
 class FrontEnd:
@@ -60,8 +75,12 @@ class FrontEnd:
                 refusal = await self.service.admit(request, turn=message.kind == "text")
                 if refusal is not None:
                     notice = None if refusal.reason == "repeated" else self._refusal_text(refusal)
-                    if notice is not None:
+                    if message.kind == "callback" and refusal.reason != "repeated":
+                        await self._answer_button(message, notice or "")  # the spinner stops even when silent
+                    elif notice is not None:
                         await self._tell(target, notice)
+                elif message.kind == "callback":
+                    await self._button(message, target)
                 elif message.kind == "unreadable":
                     await send_html(self.bot, target, UNREADABLE)
                 elif message.kind == "too_long":
@@ -181,6 +200,8 @@ class FrontEnd:
         name = message.text
         if name in ADMIN_COMMANDS and self.service.is_admin(message.user_id):
             await admin_command(self.service, self.bot, message, target)
+        elif name in SETTINGS_COMMANDS or (name == "reset" and message.args):
+            await self._settings_command(message, target)
         elif name == "reset":
             await self.service.reset(message.chat_id, message.topic_id)
             text = "Started a new conversation. I no longer see the earlier messages."
@@ -191,16 +212,112 @@ class FrontEnd:
             admin = self.service.is_admin(message.user_id)
             await self._send_long(target, await self._servers_text(message.chat_id, admin=admin))
         elif name == "start":
-            await send_html(self.bot, target, self._start_text(message))
+            view = await self.service.chat_settings(message.chat_id, message.topic_id)
+            await send_html(self.bot, target, self._start_text(message, view.model))
         else:
             await send_html(self.bot, target, self._help_text(message))
+
+    # -- a chat's own settings --------------------------------------------------------------------------------
+    async def _settings_command(self, message: Incoming, target: Target) -> None:
+        """/settings, /model [NAME], /temperature [X], /system [TEXT|off], /reset settings. A refusal changes
+        nothing and says why."""
+        who = _who(message)
+        name, args = message.text, message.args
+        result: ChatSettingsView | SettingRefused
+        if name == "reset":
+            if args.lower() != "settings":
+                await self._tell(target, "Send /reset for a new conversation, or /reset settings for the defaults.")
+                return
+            result = await self.service.reset_settings(who)
+            done = "This chat's settings are back to the defaults."
+        elif name == "settings" or (not args and name != "model"):
+            await send_html(
+                self.bot, target, self._settings_text(await self.service.chat_settings(who.chat_id, who.topic_id))
+            )
+            return
+        elif name == "model" and not args:
+            await self._model_menu(message, target)
+            return
+        elif name == "model":
+            result = await self.service.choose_model(who, args)
+            done = "The model for this chat is now {model}."
+        elif name == "temperature":
+            result = await self.service.choose_temperature(who, args)
+            done = "The temperature for this chat is now {temperature:g}."
+        else:
+            result = await self.service.choose_system_prompt(who, args)
+            done = "Your system prompt for this chat is set." if args.lower() != "off" else ""
+            done = done or "Your system prompt for this chat is cleared."
+        if isinstance(result, SettingRefused):
+            await self._tell(target, result.text)
+        else:
+            await self._tell(target, done.format(model=result.model, temperature=result.temperature))
+
+    async def _model_menu(self, message: Incoming, target: Target) -> None:
+        view = await self.service.chat_settings(message.chat_id, message.topic_id)
+        if len(view.models) == 1:
+            await self._tell(target, SettingRefused("no_choice", view.models).text)
+            return
+        buttons = [
+            [InlineKeyboardButton(("✓ " if model == view.model else "") + model, callback_data=MODEL_BUTTON + model)]
+            for model in view.models
+            if len((MODEL_BUTTON + model).encode()) <= CALLBACK_DATA_BYTES
+        ]
+        text = f"This chat's model is <b>{html.escape(view.model)}</b>. Choose another, or send /model NAME."
+        if not self.service.may_change_settings(_who(message)):
+            text += "\n\nIn a group only the bot's admins can change it."
+        await send_html(self.bot, target, text, markup=InlineKeyboardMarkup(buttons))
+
+    async def _button(self, message: Incoming, target: Target) -> None:
+        """A /model button: its data is checked like any text from a user (it can be forged or stale); a button
+        that is not one of ours, or no longer offered, or not this user's to press, changes nothing and is
+        answered with why."""
+        data = message.text
+        if message.chat_id == 0 or not data.startswith(MODEL_BUTTON):
+            log.info("button_refused", reason="not ours")
+            await self._answer_button(message, STALE_BUTTON)
+            return
+        result = await self.service.choose_model(_who(message), data[len(MODEL_BUTTON) :])
+        if isinstance(result, SettingRefused):
+            log.info("button_refused", reason=result.reason)
+            await self._answer_button(message, STALE_BUTTON if result.reason == "unknown_model" else result.text)
+            return
+        await self._answer_button(message, f"Model: {result.model}")
+        await self._tell(target, f"The model for this chat is now {result.model}.")
+
+    async def _answer_button(self, message: Incoming, text: str) -> None:
+        """answerCallbackQuery: the client stops its spinner and shows the text; a failure only costs that."""
+        if message.callback_id is None:
+            return
+        try:
+            await self.bot.answer_callback_query(message.callback_id, text=text[:200])
+        except TelegramError as error:
+            log.warning("button_not_answered", error=str(error))
+
+    def _settings_text(self, view: ChatSettingsView) -> str:
+        default = " (the default)"
+        lines = [
+            f"Model: <b>{html.escape(view.model)}</b>{default if view.model_is_default else ''}",
+            f"Temperature: <b>{view.temperature:g}</b>{default if view.temperature_is_default else ''}",
+        ]
+        if view.system_prompt:
+            lines.append(f"Your system prompt: <i>{html.escape(view.system_prompt)}</i>")
+        else:
+            lines.append("Your system prompt: none")
+        choices = ", ".join(html.escape(model) for model in view.models)
+        lines.append(
+            f"\nChange them with /model ({choices}), /temperature 0-2, /system TEXT (at most {MAX_SYSTEM_CHARS:,}"
+            " characters; /system off clears it); /reset settings restores the defaults."
+        )
+        return "\n".join(lines)
 
     async def _send_long(self, target: Target, html_text: str) -> None:
         for index, part in enumerate(split_message(html_text)):
             await send_html(self.bot, target, part, reply=index == 0)
 
-    def _start_text(self, message: Incoming) -> str:
-        model = html.escape(self.app.settings.llm_model_name)
+    def _start_text(self, message: Incoming, model: str) -> str:
+        """Hello, with the model this chat is answered with."""
+        model = html.escape(model)
         return f"Hi! I answer with <b>{model}</b> and can use tools from MCP servers.\n\n{self._help_text(message)}"
 
     def _help_text(self, message: Incoming) -> str:
@@ -243,6 +360,13 @@ class FrontEnd:
                 state += f": {redact_clipped(server.reason, REASON_MAX_CHARS)}"
             lines.append(f"{'✓' if server.connected else '✗'} <b>{html.escape(server.name)}</b>: {html.escape(state)}")
         return "\n".join(lines)
+
+
+SETTINGS_COMMANDS = frozenset({"settings", "model", "temperature", "system"})
+
+
+def _who(message: Incoming) -> Who:
+    return Who(message.chat_id, message.topic_id, message.user_id, message.private)
 
 
 def _request(message: Incoming) -> Request:

@@ -1,5 +1,5 @@
 """What an update asks of the bot: a command, text for the model, something it cannot read, text over Telegram's
-own limits (only a forged update carries that), or nothing.
+own limits (only a forged update carries that), a button pressed (a callback query), or nothing.
 
 A pure function of the update and the bot's identity, so that the rules for groups (answer only when mentioned
 or replied to), forum topics and commands addressed to other bots live in one place.
@@ -16,9 +16,13 @@ from host.telegram.split import utf16_len
 COMMANDS = {
     "start": "what this bot is and how to use it",
     "help": "how to use this bot",
-    "reset": "start a new conversation",
+    "reset": "start a new conversation (/reset settings: this chat's settings back to the defaults)",
     "tools": "what the bot can use, by server",
     "servers": "the status of the model and each tool server",
+    "settings": "this chat's model, temperature and personal system prompt",
+    "model": "choose the model for this chat",
+    "temperature": "set how varied answers are, 0 to 2",
+    "system": "your own standing instructions for this chat (/system off clears them)",
 }
 ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/telegram/admin.py)
     "block": "block a user: /block USER_ID",
@@ -26,7 +30,7 @@ ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/tele
     "reload": "read mcp_servers.json again: changed servers restart, the others keep running",
 }
 
-Kind = Literal["command", "text", "unreadable", "too_long"]
+Kind = Literal["command", "text", "unreadable", "too_long", "callback"]
 
 MAX_TEXT = 4096  # Telegram's limits, in UTF-16 code units: a message's text, a media caption
 MAX_CAPTION = 1024
@@ -43,8 +47,9 @@ class Incoming:
     message_id: int
     user_id: int | None
     private: bool
-    text: str  # for "text": what goes to the model; for "command": the command's name
-    arguments: str = ""  # for "command": the text after it
+    text: str  # for "text": what goes to the model; for "command": the command's name; for "callback": its data
+    args: str = ""  # for "command": the text after the command, stripped
+    callback_id: str | None = None  # for "callback": the query to answer
 
     @property
     def thread_id(self) -> int | None:
@@ -60,13 +65,15 @@ class BotIdentity:
 
 def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = False) -> Incoming | None:
     """The message the bot should act on, or None when it is not for the bot (or not a message at all)."""
+    if update.callback_query is not None:
+        return _callback(update)
     message = update.message
     if message is None or message.from_user is None or message.from_user.is_bot:
         return None
     private = message.chat.type == "private"
     topic_id = message.message_thread_id if message.is_topic_message and message.message_thread_id else 0
 
-    def make(kind: Kind, text: str, arguments: str = "") -> Incoming:
+    def make(kind: Kind, text: str, args: str = "") -> Incoming:
         return Incoming(
             update_id=update.update_id,
             kind=kind,
@@ -76,7 +83,7 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
             user_id=message.from_user.id if message.from_user else None,
             private=private,
             text=text,
-            arguments=arguments,
+            args=args,
         )
 
     text = message.text
@@ -92,12 +99,12 @@ def incoming(update: Update, bot: BotIdentity, *, answer_all_in_groups: bool = F
         return make("too_long", "") if addressed else None
     command = _command(message)
     if command is not None:
-        name, target, arguments = command
+        name, target, args = command
         if target and target != bot.username.lower():
             return None  # another bot's command
         addressed = bool(target)
         if name in COMMANDS or name in ADMIN_COMMANDS:
-            return make("command", name, arguments)
+            return make("command", name, args)
         return make("command", "help") if private or addressed else None  # unknown: say what is known
     if private or answer_all_in_groups:
         return make("text", text)
@@ -115,9 +122,35 @@ def _command(message: Message) -> tuple[str, str, str] | None:
     first = next(iter(message.entities), None)
     if first is None or first.type != MessageEntity.BOT_COMMAND or first.offset != 0:
         return None
-    entity = message.parse_entity(first)
-    name, _, target = entity[1:].lower().partition("@")
-    return name, target, (message.text or "")[len(entity) :].strip()
+    command = message.parse_entity(first)
+    name, _, target = command[1:].lower().partition("@")
+    return name, target, (message.text or "")[len(command) :].strip()
+
+
+def _callback(update: Update) -> Incoming | None:
+    """A button pressed under one of the bot's messages. Its data is whatever the client sent (anyone can forge
+    it): the front end checks it. A query without its message (too old, or from an inline message) still gets an
+    Incoming, so that it is answered; it names no chat (chat_id 0), so it cannot change one."""
+    query = update.callback_query
+    if query is None or query.from_user.is_bot:
+        return None
+    message = query.message
+    chat_id, private, topic_id, message_id = 0, False, 0, 0
+    if message is not None:
+        chat_id, message_id, private = message.chat.id, message.message_id, message.chat.type == "private"
+        if isinstance(message, Message) and message.is_topic_message and message.message_thread_id:
+            topic_id = message.message_thread_id
+    return Incoming(
+        update_id=update.update_id,
+        kind="callback",
+        chat_id=chat_id,
+        topic_id=topic_id,
+        message_id=message_id,
+        user_id=query.from_user.id,
+        private=private,
+        text=query.data or "",
+        callback_id=query.id,
+    )
 
 
 def _mentions_bot(message: Message, text: str, bot: BotIdentity) -> tuple[bool, str]:

@@ -29,7 +29,7 @@ from host.telegram.webhook import serving_webhook
 
 log = structlog.get_logger("host.telegram")
 
-ALLOWED_UPDATES = ["message"]
+ALLOWED_UPDATES = ["message", "callback_query"]
 CONNECTIONS = 256  # to the Bot API, shared by all chats' replies
 CLOSE_SECONDS = 10.0  # for each step of closing that talks to Telegram
 

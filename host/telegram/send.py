@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import anyio
 import structlog
-from telegram import Bot, Message, ReplyParameters
+from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 from telegram.warnings import PTBDeprecationWarning
@@ -73,9 +73,17 @@ async def _attempt(action: Callable[[], Awaitable[T]], what: str, patient: bool)
     raise AssertionError("unreachable")
 
 
-async def send_html(bot: Bot, target: Target, html: str, *, reply: bool = True, patient: bool = True) -> Message:
+async def send_html(
+    bot: Bot,
+    target: Target,
+    html: str,
+    *,
+    reply: bool = True,
+    patient: bool = True,
+    markup: InlineKeyboardMarkup | None = None,
+) -> Message:
     """sendMessage with Telegram HTML; the same text as plain text when Telegram cannot parse the HTML.
-    `patient=False` makes one attempt (previews: a 429 there must not hold anything up)."""
+    `patient=False` makes one attempt (previews: a 429 there must not hold anything up); `markup`: buttons."""
     reply_parameters = (
         ReplyParameters(target.reply_to, allow_sending_without_reply=True) if reply and target.reply_to else None
     )
@@ -87,6 +95,7 @@ async def send_html(bot: Bot, target: Target, html: str, *, reply: bool = True, 
             parse_mode=parse_mode,
             message_thread_id=target.thread_id,
             reply_parameters=reply_parameters,
+            reply_markup=markup,
         )
 
     try:

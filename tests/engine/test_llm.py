@@ -402,3 +402,26 @@ async def test_a_connection_dropped_mid_answer_ends_the_turn(model_server: Scrip
         with pytest.raises(ModelUnavailable, match=r"broke off its answer \(connection\)"):
             await turn(chat)
     assert len(model_server.requests) == 1
+
+
+async def test_a_call_may_take_its_own_model_and_temperature_on_the_same_client(
+    model_server: ScriptedModelServer,
+) -> None:
+    model_server.always(Reply(text="ok"))
+    async with model(model_server.base_url, temperature=0.7) as chat:
+        await turn(chat)
+        await turn(chat, model="big-model", temperature=1.5)
+        await turn(chat, model="big-model", temperature=0.0)  # 0 is a temperature, not "unset"
+        await turn(chat, QUESTION, TOOLS, model="small-model")  # a tool turn too
+    sent = [(body["model"], body["temperature"]) for body in model_server.bodies]
+    assert sent == [("scripted-model", 0.7), ("big-model", 1.5), ("big-model", 0.0), ("small-model", 0.7)]
+
+
+async def test_a_chosen_model_the_server_does_not_serve_is_named_in_the_failure(
+    model_server: ScriptedModelServer,
+) -> None:
+    model_server.script(Fail(404, message="model not found"))
+    async with model(model_server.base_url, retry_attempts=1) as chat:
+        with anyio.fail_after(10), pytest.raises(ModelUnavailable, match="does not serve model 'big-model'"):
+            async for _ in chat.complete(QUESTION, model="big-model"):
+                pass

@@ -254,6 +254,7 @@ class FakeBotAPI:
         self.webhook: dict[str, Any] = {"url": "", "secret_token": None}
         self.actions: list[tuple[int | str, str]] = []
         self.callback_answers: list[dict[str, Any]] = []
+        self._last_callback = 0
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "getMe": self._get_me,
             "logOut": lambda _params: True,
@@ -347,6 +348,42 @@ class FakeBotAPI:
             if update_id is not None:
                 update["update_id"] = update_id
             return self.push_update(update)
+
+    def push_callback(
+        self,
+        chat_id: int,
+        data: str,
+        *,
+        user_id: int | None = None,
+        message_id: int | None = None,
+        with_message: bool = True,
+    ) -> int:
+        """Queue an Update with a callback query: a user pressed a button of the bot's message `message_id` (by
+        default the newest one with buttons) in the chat, sending `data` (any data: a forged press is just as
+        easy). `with_message=False`: the query carries no message, as for one too old. Returns its update_id."""
+        chat = self._chats.get(chat_id, {"id": chat_id, "type": "private", "first_name": f"User {chat_id}"})
+        user_id = user_id if user_id is not None else (chat_id if chat["type"] == "private" else 1000)
+        user = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}", "username": f"user{user_id}"}
+        with self._lock:
+            self._last_callback += 1
+            query: dict[str, Any] = {
+                "id": f"callback-{self._last_callback}",
+                "from": user,
+                "chat_instance": f"instance-{chat_id}",
+                "data": data,
+            }
+            if with_message:
+                mine = [
+                    key
+                    for key in self._order
+                    if key[0] == chat_id
+                    and key not in self._deleted
+                    and ((message_id is None and "reply_markup" in self._messages[key]) or key[1] == message_id)
+                ]
+                if not mine:
+                    raise AssertionError(f"no message of the bot in chat {chat_id} to press a button of")
+                query["message"] = self._public(self._messages[mine[-1]])
+        return self.push_update({"callback_query": query})
 
     def push_update(self, update: dict[str, Any]) -> int:
         """Queue any Update (an update_id is given when it has none); returns its update_id."""

@@ -32,7 +32,12 @@ class ScriptedModel:
         self.requests: list[list[ChatCompletionMessageParam]] = []
 
     async def complete(
-        self, messages: list[ChatCompletionMessageParam], tools: list[ChatCompletionToolParam] | None = None
+        self,
+        messages: list[ChatCompletionMessageParam],
+        tools: list[ChatCompletionToolParam] | None = None,
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
     ) -> AsyncGenerator[ModelEvent, None]:
         self.requests.append(list(messages))
         await anyio.sleep(self.delay)  # the model's own time to answer, not a synchronisation

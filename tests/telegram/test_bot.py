@@ -46,7 +46,10 @@ def test_a_question_gets_its_answer_and_the_commands_are_the_menu(
         api.push_message(42, "What is the capital of France?")
         bot.wait_until(lambda: api.texts(42) == ["Paris is the capital of France."])
     assert api.raw_texts(42) == ["Paris is the <b>capital</b> of France."]
-    assert [command["command"] for command in api.commands] == ["start", "help", "reset", "tools", "servers"]
+    assert [command["command"] for command in api.commands] == [
+        *["start", "help", "reset", "tools", "servers"],
+        *["settings", "model", "temperature", "system"],
+    ]
     assert last_user_text(model.bodies[0]) == "What is the capital of France?"
     assert "turn_finished" in bot.log and api.token not in bot.log
 

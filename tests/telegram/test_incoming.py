@@ -108,3 +108,44 @@ def test_text_over_telegrams_limits_is_refused_not_read() -> None:
     mention = [{"type": "mention", "offset": 0, "length": 8}]
     found = incoming(update("@our_bot " + "a" * 5000, chat_type="group", entities=mention), BOT)
     assert found is not None and found.kind == "too_long"
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "args"),
+    [
+        ("/model big-model", "model", "big-model"),
+        ("/model@our_bot  big-model ", "model", "big-model"),
+        ("/temperature 0.5", "temperature", "0.5"),
+        ("/system Be brief.\nAnd kind.", "system", "Be brief.\nAnd kind."),
+        ("/reset settings", "reset", "settings"),
+        ("/settings", "settings", ""),
+    ],
+)
+def test_a_command_carries_the_text_after_it(text: str, name: str, args: str) -> None:
+    found = incoming(update(text), BOT)
+    assert found is not None and (found.kind, found.text, found.args) == ("command", name, args)
+
+
+def callback(data: str | None, *, user: dict[str, Any] = USER, message: dict[str, Any] | None = None) -> Update:
+    query: dict[str, Any] = {"id": "q1", "from": user, "chat_instance": "i"}
+    if data is not None:
+        query["data"] = data
+    if message is not None:
+        query["message"] = message
+    return Update.de_json({"update_id": 3, "callback_query": query}, None)
+
+
+def test_a_button_press_names_its_chat_topic_and_data() -> None:
+    chat = {"id": -100, "type": "supergroup", "is_forum": True}
+    message = {"message_id": 12, "date": 0, "chat": chat, "message_thread_id": 9, "is_topic_message": True}
+    found = incoming(callback("model:big", message=message), BOT)
+    assert found == Incoming(3, "callback", -100, 9, 12, 5, False, "model:big", callback_id="q1")
+
+
+def test_a_button_press_without_its_message_or_data_names_no_chat() -> None:
+    found = incoming(callback(None), BOT)
+    assert found is not None and (found.kind, found.chat_id, found.text, found.callback_id) == ("callback", 0, "", "q1")
+
+
+def test_a_button_press_by_a_bot_is_ignored() -> None:
+    assert incoming(callback("model:big", user={"id": 9, "is_bot": True, "first_name": "B"}), BOT) is None

@@ -50,6 +50,8 @@ class _Request:
     messages: list[ChatCompletionMessageParam]
     tools: list[ChatCompletionToolParam] | None
     tool_choice: Literal["auto", "none"] | None
+    model: str  # this call's model and temperature: the settings', or a chat's own choice
+    temperature: float
 
 
 class ChatModel:
@@ -90,6 +92,8 @@ class ChatModel:
         tools: list[ChatCompletionToolParam] | None = None,
         *,
         tool_choice: Literal["auto", "none"] | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
     ) -> AsyncGenerator[ModelEvent, None]:
         """Stream one model turn: TextDelta/ReasoningDelta as they come, then exactly one Completion last.
 
@@ -98,27 +102,33 @@ class ChatModel:
         A streamed turn whose tool-call arguments are not a JSON object is asked again once without streaming; from
         the repeat only text not yet shown is yielded, and its Completion is the turn's. Failures are retried while
         the failed attempt has yielded nothing (see `_attempts`); ModelUnavailable is raised when they run out.
-        At most settings.max_concurrent_calls turns talk to the server at once; the others wait here.
+        At most settings.max_concurrent_calls turns talk to the server at once; the others wait here. `model` and
+        `temperature` override the settings' for this call only (a chat's own choice, on the same server).
         """
-        async with self._slots, aclosing(self._complete(messages, tools, tool_choice)) as events:
+        request = _Request(
+            messages,
+            tools or None,
+            tool_choice,
+            model or self.settings.model,
+            self.settings.temperature if temperature is None else temperature,
+        )
+        async with self._slots, aclosing(self._complete(request)) as events:
             async for event in events:
                 yield event
 
-    async def _complete(
-        self,
-        messages: list[ChatCompletionMessageParam],
-        tools: list[ChatCompletionToolParam] | None,
-        tool_choice: Literal["auto", "none"] | None,
-    ) -> AsyncGenerator[ModelEvent, None]:
-        request = _Request(messages, tools or None, tool_choice)
-        if tools and not self.settings.stream_tool_turns:
-            async with aclosing(self._attempts(lambda deadline: self._whole(request, deadline))) as events:
+    async def _complete(self, request: _Request) -> AsyncGenerator[ModelEvent, None]:
+        if request.tools and not self.settings.stream_tool_turns:
+            async with aclosing(
+                self._attempts(request.model, lambda deadline: self._whole(request, deadline))
+            ) as events:
                 async for event in events:
                     yield event
             return
         shown: list[str] = []
         turn: Completion | None = None
-        async with aclosing(self._attempts(lambda deadline: self._streamed(request, deadline))) as events:
+        async with aclosing(
+            self._attempts(request.model, lambda deadline: self._streamed(request, deadline))
+        ) as events:
             async for event in events:
                 if isinstance(event, Completion):
                     turn = event
@@ -131,7 +141,9 @@ class ChatModel:
         if turn.cut_at is None and any(not is_json_object(call.arguments) for call in turn.tool_calls):
             log.warning("llm_tool_arguments_malformed", action="repeating the turn without streaming")
             already = "".join(shown)
-            async with aclosing(self._attempts(lambda deadline: self._whole(request, deadline))) as events:
+            async with aclosing(
+                self._attempts(request.model, lambda deadline: self._whole(request, deadline))
+            ) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         rest = event.text[len(already) :] if event.text.startswith(already) else ""
@@ -176,7 +188,9 @@ class ChatModel:
         return False
 
     # -- attempts --------------------------------------------------------------------------------------------
-    async def _attempts(self, attempt: Callable[[float], AsyncGenerator[ModelEvent]]) -> AsyncGenerator[ModelEvent]:
+    async def _attempts(
+        self, model: str, attempt: Callable[[float], AsyncGenerator[ModelEvent]]
+    ) -> AsyncGenerator[ModelEvent]:
         """Run `attempt` up to retry_attempts times in all, each given the deadline (settings.timeout from its
         start) by which it must have sent its request and read the whole answer: 429, 5xx, timeouts and
         connection errors are tried again (after Retry-After, capped, or an exponential backoff), but only while
@@ -190,12 +204,12 @@ class ChatModel:
                     async for event in events:
                         yielded = yielded or not isinstance(event, Completion)
                         if isinstance(event, Completion):
-                            self._measured("ok", started, event)
+                            self._measured(model, "ok", started, event)
                         yield event
                 return
             except (openai.OpenAIError, httpx2.HTTPError, TimeoutError, ValueError, Malformed, TooLarge) as exc:
                 failure = classify(exc)
-            self._measured(_status(failure), started)
+            self._measured(model, _status(failure), started)
             again = failure.retryable and not yielded and number < attempts
             delay = self._delay(failure, number) if again else None
             log.warning(
@@ -207,12 +221,11 @@ class ChatModel:
                 retry_in=None if delay is None else round(delay, 2),
             )
             if delay is None:
-                raise ModelUnavailable(self._message(failure, number, midway=yielded)) from None
+                raise ModelUnavailable(self._message(failure, number, model, midway=yielded)) from None
             await anyio.sleep(delay)
 
-    def _measured(self, status: str, started: float, completion: Completion | None = None) -> None:
+    def _measured(self, model: str, status: str, started: float, completion: Completion | None = None) -> None:
         """One request in llm_request_duration_seconds; the tokens of an answer in llm_tokens_total."""
-        model = self.settings.model
         metrics.llm_request(model, status, time.perf_counter() - started)
         if completion is not None and completion.usage is not None:
             usage = completion.usage
@@ -223,7 +236,7 @@ class ChatModel:
             return min(self._retry_after_cap, failure.retry_after)
         return backoff(number, self._backoff_first)
 
-    def _message(self, failure: Failure, attempts: int, *, midway: bool) -> str:
+    def _message(self, failure: Failure, attempts: int, model: str, *, midway: bool) -> str:
         tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
         if midway and failure.kind == "timeout":
             return f"The model server did not finish its answer within {self.settings.timeout:g} s"
@@ -243,7 +256,7 @@ class ChatModel:
         if failure.status in (401, 403):
             return f"The model server refused the API key (HTTP {failure.status})"
         if failure.status == 404:
-            return f"The model server does not serve model {self.settings.model!r} (HTTP 404)"
+            return f"The model server does not serve model {model!r} (HTTP 404)"
         if failure.retryable:
             return f"The model server did not answer (HTTP {failure.status} after {tries})"
         detail = self._redact(failure.detail)
@@ -259,9 +272,9 @@ class ChatModel:
         """The request body. Sent through the client's plain `post`: `chat.completions.create` walks every
         message through its TypedDict transform, which cost about 20 ms a request on a 50-message history."""
         body: dict[str, Any] = {
-            "model": self.settings.model,
+            "model": request.model,
             "messages": request.messages,
-            "temperature": self.settings.temperature,
+            "temperature": request.temperature,
             "max_tokens": self.settings.max_tokens,
             "stream": stream,
         }
