@@ -17,12 +17,14 @@ from tests.conftest import ROOT, peer_server
 from tests.peers.openai_server import Call, Fail, Hang, Reply, ScriptedModelServer, tool_results
 
 
-def chat_once(
-    tmp_path: Path, model: ScriptedModelServer, text: str, chat_id: int = 7
-) -> subprocess.CompletedProcess[str]:
+def chat_env(
+    tmp_path: Path, model: ScriptedModelServer, servers: dict[str, Any] | None = None, **settings: str
+) -> dict[str, str]:
+    """What `mcpbot chat` runs with in these tests: a server list and a SQLite file of the test's own, the scripted
+    model, one attempt per model call; `settings` add to it or replace it."""
     config = tmp_path / "mcp_servers.json"
-    config.write_text(json.dumps({"mcpServers": {"ours": peer_server()}}))
-    env = {
+    config.write_text(json.dumps({"mcpServers": {"ours": peer_server()} if servers is None else servers}))
+    return {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
         "MCP_SERVERS_CONFIG": str(config),
@@ -30,8 +32,14 @@ def chat_once(
         "LLM_BASE_URL": model.base_url,
         "LLM_MODEL_NAME": "scripted",
         "LLM_RETRY_ATTEMPTS": "1",
-        "LOG_LEVEL": "ERROR",
+        **settings,
     }
+
+
+def chat_once(
+    tmp_path: Path, model: ScriptedModelServer, text: str, chat_id: int = 7
+) -> subprocess.CompletedProcess[str]:
+    env = chat_env(tmp_path, model, LOG_LEVEL="ERROR")
     return subprocess.run(
         [sys.executable, "-m", "host", "chat", "--once", text, "--chat-id", str(chat_id)],
         cwd=ROOT,
@@ -76,18 +84,7 @@ class Terminal:
     Ctrl-C (\\x03) becomes SIGINT and Ctrl-D (\\x04) the end of input, as the line discipline makes them."""
 
     def __init__(self, tmp_path: Path, model: ScriptedModelServer) -> None:
-        config = tmp_path / "mcp_servers.json"
-        config.write_text(json.dumps({"mcpServers": {"ours": peer_server()}}))
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "TERM": "dumb",
-            "MCP_SERVERS_CONFIG": str(config),
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db",
-            "LLM_BASE_URL": model.base_url,
-            "LLM_MODEL_NAME": "scripted",
-            "LLM_RETRY_ATTEMPTS": "1",
-        }  # no LOG_LEVEL: the chat decides what a terminal gets
+        env = chat_env(tmp_path, model, TERM="dumb")  # no LOG_LEVEL: the chat decides what a terminal gets
         self._master, slave = os.openpty()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "host", "chat", "--chat-id", "5"],
@@ -187,24 +184,12 @@ def test_the_operator_blocks_users_and_reloads_the_servers_from_the_terminal(tmp
 def test_the_chat_settings_commands_choose_what_the_next_turn_sends(tmp_path: Path) -> None:
     """/model, /temperature, /system and /settings at the terminal, refusals included; the next turn carries them,
     a later run still does (they are stored), and /reset settings restores the defaults."""
-    config = tmp_path / "mcp_servers.json"
-    config.write_text(json.dumps({"mcpServers": {}}))
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "MCP_SERVERS_CONFIG": str(config),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db",
-        "LLM_MODEL_NAME": "scripted",
-        "LLM_MODELS": "big-model",
-        "LLM_RETRY_ATTEMPTS": "1",
-        "LOG_LEVEL": "ERROR",
-    }
 
     def chat(lines: list[str], model: ScriptedModelServer) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "host", "chat", "--chat-id", "9"],
             cwd=ROOT,
-            env={**env, "LLM_BASE_URL": model.base_url},
+            env=chat_env(tmp_path, model, servers={}, LLM_MODELS="big-model", LOG_LEVEL="ERROR"),
             input="".join(line + "\n" for line in lines),
             capture_output=True,
             text=True,

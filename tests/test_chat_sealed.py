@@ -2,13 +2,13 @@
 clear; with one the SQLite file holds no word of the turn and the history still reaches the model; a wrong key is
 a clear error naming SECRET_KEY, with nothing sent to the model."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, peer_server
+from tests.conftest import ROOT
 from tests.peers.openai_server import Call, Reply, ScriptedModelServer, tool_results
+from tests.test_chat_cli import chat_env
 
 KEY = "an-operators-key-" + "k" * 32
 
@@ -16,20 +16,7 @@ KEY = "an-operators-key-" + "k" * 32
 def chat_once(
     tmp_path: Path, model: ScriptedModelServer, text: str, **settings: str
 ) -> subprocess.CompletedProcess[str]:
-    config = tmp_path / "mcp_servers.json"
-    config.write_text(json.dumps({"mcpServers": {"ours": peer_server()}}))
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "MCP_SERVERS_CONFIG": str(config),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/mcpbot.db",
-        "LLM_BASE_URL": model.base_url,
-        "LLM_MODEL_NAME": "scripted",
-        "LLM_RETRY_ATTEMPTS": "1",
-        "LOG_LEVEL": "WARNING",
-        "LOG_FORMAT": "json",
-        **settings,
-    }
+    env = chat_env(tmp_path, model, LOG_LEVEL="WARNING", LOG_FORMAT="json", **settings)
     return subprocess.run(
         [sys.executable, "-m", "host", "chat", "--once", text, "--chat-id", "7"],
         cwd=ROOT,
