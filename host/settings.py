@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     llm_max_answer_chars: int = Field(default=32_000, ge=100)
     # crash recovery (host/telegram/recovery.py): unanswered messages younger than this are answered after a restart
     recover_window_seconds: float = Field(default=600.0, ge=0)
+    # messages older than this many days are deleted by a background job (0: kept forever)
+    retention_days: int = Field(default=30, ge=0)
 
     @field_validator("admin_user_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod

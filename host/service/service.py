@@ -44,6 +44,7 @@ class Service:
         admins: frozenset[int] = frozenset(),
         access: Access | None = None,
         server_list: Callable[[], Sequence[ServerConfig]] | None = None,
+        retention_days: int = 0,
         default_model: str = "",
         models: Sequence[str] = (),
         default_temperature: float = 0.7,
@@ -54,6 +55,7 @@ class Service:
         self.model = model
         self.gate = Gate(store, limiter, admins, access)
         self.server_list = server_list  # reads mcp_servers.json again, for `reload`
+        self.retention = timedelta(days=retention_days) if retention_days else None  # None: messages kept forever
         self.preferences = Preferences(
             store,
             default_model=default_model,
@@ -238,19 +240,26 @@ class Service:
             return False
         return True
 
-    async def forget_old_updates(self) -> None:
-        """Forever: claimed update ids are kept for KEEP_UPDATES, long enough for any redelivery (Telegram keeps
-        updates for 24 hours), short enough that Telegram's random restart of ids after a quiet week never meets
-        an old one."""
+    async def forget_old(self) -> None:
+        """Forever, every FORGET_EVERY seconds: `forget_old_once`."""
         while True:
-            try:
-                now = datetime.now(UTC)
-                forgotten = await self.store.forget_updates(now - KEEP_UPDATES)
-                notices = await self.store.forget_refusal_notices((now - KEEP_UPDATES).date().isoformat())
-                log.info("old_updates_forgotten", count=forgotten, notices=notices)
-            except StorageError as error:
-                log.warning("old_updates_not_forgotten", error=str(error))
+            await self.forget_old_once()
             await anyio.sleep(FORGET_EVERY)
+
+    async def forget_old_once(self) -> bool:
+        """Claimed update ids and refusal notices are kept for KEEP_UPDATES, long enough for any redelivery
+        (Telegram keeps updates for 24 hours), short enough that Telegram's random restart of ids after a quiet week
+        never meets an old one; messages for RETENTION_DAYS. False (and a warning) when the database failed."""
+        now = datetime.now(UTC)
+        try:
+            forgotten = await self.store.forget_updates(now - KEEP_UPDATES)
+            notices = await self.store.forget_refusal_notices((now - KEEP_UPDATES).date().isoformat())
+            messages = await self.store.forget_messages(now - self.retention) if self.retention else 0
+        except StorageError as error:
+            log.warning("old_data_not_forgotten", error=str(error))
+            return False
+        log.info("old_data_forgotten", updates=forgotten, notices=notices, messages=messages)
+        return True
 
     # -- servers ----------------------------------------------------------------------------------------------
     async def reload(self) -> Reloaded:

@@ -32,6 +32,7 @@ from host.storage.sealing import Sealer, attach
 from host.storage.window import StoredMessage, fit_window
 
 _RESET_ATTEMPTS = 3
+PURGE_BATCH = 5_000
 T = TypeVar("T")
 
 
@@ -266,6 +267,21 @@ class ConversationStore:
     async def forget_refusal_notices(self, before_day: str) -> int:
         return await self._write("forget old notices", lambda connection: access.forget_notices(connection, before_day))
 
+    async def forget_messages(self, before: datetime, batch: int = PURGE_BATCH) -> int:
+        """Delete the messages stored before `before` (and the replies owed for them), `batch` rows per transaction
+        so that a long backlog never holds the database for long, then the reset conversations left empty; how
+        many messages were deleted."""
+        deleted = 0
+        while True:
+            count = await self._write(
+                "forget old messages", lambda connection: _delete_messages_before(connection, before, batch)
+            )
+            deleted += count
+            if count < batch:
+                break
+        await self._write("forget old conversations", lambda connection: _delete_empty_reset(connection, before))
+        return deleted
+
     async def healthy(self) -> bool:
         """Whether the database answers a trivial query (shielded like every other call, see _translated)."""
         try:
@@ -296,6 +312,22 @@ def _claim(connection: Connection, update_id: int) -> bool:
         statement.on_conflict_do_nothing(index_elements=["update_id"]).returning(ProcessedUpdate.update_id)
     )
     return claimed.first() is not None
+
+
+def _delete_messages_before(connection: Connection, before: datetime, batch: int) -> int:
+    oldest = select(Message.id).where(Message.created_at < before).order_by(Message.id).limit(batch)
+    ids = list(connection.scalars(oldest))
+    if ids:
+        connection.execute(delete(Message).where(Message.id.in_(ids)))
+    return len(ids)
+
+
+def _delete_empty_reset(connection: Connection, before: datetime) -> None:
+    """Conversations ended by /reset before `before` whose messages are all gone."""
+    has_messages = select(Message.id).where(Message.conversation_id == Conversation.id).exists()
+    connection.execute(
+        delete(Conversation).where(Conversation.reset_at.is_not(None), Conversation.reset_at < before, ~has_messages)
+    )
 
 
 def _touch_user(connection: Connection, user_id: int) -> None:

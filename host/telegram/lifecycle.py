@@ -176,7 +176,7 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
             if message is not None:
                 queues.submit((message.chat_id, message.topic_id), message)
 
-        chores.start_soon(app.service.forget_old_updates)
+        chores.start_soon(app.service.forget_old)
         await recovery.start(owed)  # before the first update is read: a chat's older message goes first
         chores.start_soon(recovery.keep, owed)
         source = (

@@ -6,12 +6,14 @@ ChatModel in process."""
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+from sqlalchemy import update
 
 from host.engine.llm import Completion, ModelEvent, TextDelta
 from host.engine.loop import Engine, EngineSettings
@@ -20,6 +22,7 @@ from host.mcp.registry import Registry
 from host.ratelimit import MemoryRateLimiter
 from host.service import Access, ChatQueues, Refused, Request, Service, TurnFinished
 from host.storage import ConversationStore
+from host.storage.models import Message, utcnow
 
 pytestmark = pytest.mark.anyio
 
@@ -59,6 +62,7 @@ async def service_for(
     servers: dict[str, Any] | None = None,
     max_context_tokens: int = 8000,
     access: Access | None = None,
+    retention_days: int = 0,
 ) -> AsyncIterator[Service]:
     config = tmp_path / "mcp_servers.json"
     config.write_text(json.dumps({"mcpServers": servers or {}}))
@@ -70,7 +74,16 @@ async def service_for(
         ):
             engine = Engine(model, registry, store, settings)  # type: ignore[arg-type]
             limiter = MemoryRateLimiter(user_limit, 1000, 60)
-            yield Service(engine, registry, store, model, limiter, admins=frozenset(admins), access=access)  # type: ignore[arg-type]
+            yield Service(
+                engine,
+                registry,
+                store,
+                model,
+                limiter,
+                admins=frozenset(admins),
+                access=access,
+                retention_days=retention_days,
+            )  # type: ignore[arg-type]
 
 
 async def answer(service: Service, request: Request) -> list[str]:
@@ -184,3 +197,16 @@ async def test_the_access_lists_admit_their_users_anywhere_and_anyone_in_their_c
         assert await verdict(2, -200, 5) == Refused("not_allowed", notify=False)
         assert await verdict(9, 9, 6) is None  # admins always
         assert await service.admit(Request(chat_id=0, text="hi"), turn=True) is None  # the operator at a terminal
+
+
+async def test_the_chore_forgets_messages_past_the_retention_and_keeps_the_rest(tmp_path: Path) -> None:
+    async with service_for(tmp_path, ScriptedModel(), retention_days=30) as service:
+        request = Request(chat_id=3, text="remember me", user_id=3, update_id=30)
+        assert await answer(service, request) == ["answer to remember me"]
+        assert await service.forget_old_once() is True
+        conversation = await service.store.current_conversation(3)
+        assert len(await service.store.window(conversation, max_messages=10, max_tokens=1000)) == 2  # both recent
+        async with service.store.engine.begin() as connection:
+            await connection.execute(update(Message).values(created_at=utcnow() - timedelta(days=31)))
+        assert await service.forget_old_once() is True
+        assert await service.store.window(conversation, max_messages=10, max_tokens=1000) == []

@@ -1,0 +1,60 @@
+"""RETENTION_DAYS: messages older than the retention are deleted (in batches), the newer ones and what the model
+sees of them stay, and conversations ended by /reset disappear once empty. SQLite file and PostgreSQL."""
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import anyio
+import pytest
+from sqlalchemy import func, select, update
+
+from host.storage import ConversationStore, StoredMessage
+from host.storage.models import Conversation, Message, utcnow
+
+pytestmark = pytest.mark.anyio
+
+
+def said(text: str, role: str = "user") -> StoredMessage:
+    return StoredMessage(role=role, content=text, tool_calls=None, tool_call_id=None, token_count=5)  # type: ignore[arg-type]
+
+
+async def age(store: ConversationStore, conversation: int, days: int) -> None:
+    """Make the conversation's messages (and its reset, if any) `days` old, as time would."""
+    then = utcnow() - timedelta(days=days)
+    async with store.engine.begin() as connection:
+        await connection.execute(update(Message).where(Message.conversation_id == conversation).values(created_at=then))
+        await connection.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation, Conversation.reset_at.is_not(None))
+            .values(reset_at=then)
+        )
+
+
+async def test_old_messages_go_and_new_ones_stay(store_url: str, new_id: Callable[[], int]) -> None:
+    chat, other = new_id(), new_id()
+    with anyio.fail_after(30):
+        async with ConversationStore.open(store_url) as store:
+            old = await store.current_conversation(chat)
+            for index in range(7):
+                await store.append(old, said(f"old {index}"))
+            await age(store, old, days=40)
+            await store.reset(chat)  # ended 40 days ago, below
+            current = await store.current_conversation(chat)
+            await store.append(current, said("this week"))
+            kept = await store.current_conversation(other)
+            await store.append(kept, said("ten days ago"))
+            await age(store, kept, days=10)
+            await age(store, old, days=40)
+
+            deleted = await store.forget_messages(utcnow() - timedelta(days=30), batch=3)
+
+            window = await store.window(current, max_messages=50, max_tokens=1000)
+            other_window = await store.window(kept, max_messages=50, max_tokens=1000)
+            async with store.engine.connect() as connection:
+                conversations = await connection.scalar(
+                    select(func.count()).select_from(Conversation).where(Conversation.chat_id.in_([chat, other]))
+                )
+    assert deleted == 7  # in batches of 3: 3, 3, 1
+    assert [message.content for message in window] == ["this week"]
+    assert [message.content for message in other_window] == ["ten days ago"]
+    assert conversations == 2  # the emptied, reset one is gone
