@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from host.engine.calls import Call, CallLimits, fit, resolve
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import Completion, ReasoningDelta, TextDelta, Usage
+from host.engine.outcomes import empty_answer_note, refusal, turn_summary
 from host.engine.prompt import system_prompt
 from host.engine.seams import Conversations, Model, ToolRouter
 from host.errors import ToolError
@@ -145,7 +146,7 @@ class Engine:
 
         def summary(outcome: str, error: str | None = None) -> None:  # of a turn that ends before the model is asked
             seconds = time.perf_counter() - started
-            _summary(outcome, chat_id=chat_id, user_id=user_id, steps=0, tool_calls=0, seconds=seconds, error=error)
+            turn_summary(outcome, chat_id=chat_id, user_id=user_id, steps=0, tool_calls=0, seconds=seconds, error=error)
 
         user = _text_message("user", text)
         try:
@@ -161,7 +162,7 @@ class Engine:
             raise
         if not fits:
             summary("refused")
-            yield _refusal(chat_id, user, context.budget)
+            yield refusal(chat_id, user, context.budget)
             return
         if conversation_id is None:
             log.info("turn_repeated", chat_id=chat_id, update_id=update_id)
@@ -213,7 +214,7 @@ class Engine:
             outcome = "cancelled"
             raise
         finally:
-            _summary(
+            turn_summary(
                 outcome,
                 chat_id=chat_id,
                 user_id=user_id,
@@ -286,7 +287,7 @@ class Engine:
             text = text[:limit]
             text = f"{text}\n\n… (answer cut at {len(text):,} characters)"
         if not text.strip():
-            text = _empty_answer_note(completion, steps > self.settings.max_tool_steps)
+            text = empty_answer_note(completion, steps > self.settings.max_tool_steps)
             log.warning("empty_answer", chat_id=turn.chat_id, finish_reason=completion.finish_reason)
         answer = _text_message("assistant", text)
         await self.store.append(turn.conversation_id, answer)
@@ -372,63 +373,6 @@ def _text_message(role: Literal["user", "assistant"], text: str) -> StoredMessag
     return StoredMessage(
         role=role, content=text, tool_calls=None, tool_call_id=None, token_count=count_message_tokens(role, text, None)
     )
-
-
-def _summary(
-    outcome: str,
-    *,
-    chat_id: int,
-    user_id: int | None,
-    steps: int,
-    tool_calls: int,
-    seconds: float,
-    usage: Usage | None = None,
-    error: str | None = None,
-) -> None:
-    """The one line every turn ends with (a repeated delivery has none): answered, refused (it cannot fit the
-    context), failed (`error` names the exception), cancelled (the bot stops) or stopped (the consumer closed it);
-    never the texts."""
-    log.info(
-        "turn_finished",
-        outcome=outcome,
-        chat_id=chat_id,
-        **({} if user_id is None else {"user_id": user_id}),  # else the front end's bound user_id, if any
-        steps=steps,
-        tool_calls=tool_calls,
-        seconds=round(seconds, 3),
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
-        **({"error": error} if error else {}),
-    )
-
-
-def _refusal(chat_id: int, user: StoredMessage, budget: int) -> TurnFinished:
-    """A message that cannot fit the context is not stored and not sent: the turn is a note saying so."""
-    if budget <= 0:
-        log.error(
-            "context_too_small",
-            chat_id=chat_id,
-            budget=budget,
-            hint="the system prompt, the tools and LLM_MAX_TOKENS fill LLM_MAX_CONTEXT_TOKENS",
-        )
-        text = "⚠️ My instructions and tools fill my whole context, so I cannot read messages now. It is logged."
-    else:
-        log.warning("message_too_long", chat_id=chat_id, budget=budget, message_tokens=user.token_count)
-        text = (
-            f"⚠️ Your message is too long for me: about {user.token_count:,} tokens, and at most {budget:,} fit."
-            " Please send it shorter or in parts."
-        )
-    return TurnFinished(text=text, usage=Usage(0, 0), tool_calls=0, refused=True)
-
-
-def _empty_answer_note(completion: Completion, after_step_limit: bool) -> str:
-    if after_step_limit:
-        return "I could not finish this within the allowed number of tool steps. Please ask in smaller parts."
-    if completion.cut_at is not None:
-        return "The model's answer was too large to read (LLM_MAX_RESPONSE_BYTES). Please try again."
-    if completion.finish_reason == "length":
-        return "The model used up its answer length (LLM_MAX_TOKENS) before answering. Please try again."
-    return "The model gave an empty answer. Please try again or rephrase."
 
 
 def _as_param(message: StoredMessage) -> ChatCompletionMessageParam:

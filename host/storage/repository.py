@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from host.errors import StorageError
-from host.storage import access, pending
+from host.storage import access, pending, retention
 from host.storage import preferences as chat_settings
 from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
@@ -274,12 +274,14 @@ class ConversationStore:
         deleted = 0
         while True:
             count = await self._write(
-                "forget old messages", lambda connection: _delete_messages_before(connection, before, batch)
+                "forget old messages", lambda connection: retention.delete_messages_before(connection, before, batch)
             )
             deleted += count
             if count < batch:
                 break
-        await self._write("forget old conversations", lambda connection: _delete_empty_reset(connection, before))
+        await self._write(
+            "forget old conversations", lambda connection: retention.delete_empty_reset(connection, before)
+        )
         return deleted
 
     async def healthy(self) -> bool:
@@ -312,22 +314,6 @@ def _claim(connection: Connection, update_id: int) -> bool:
         statement.on_conflict_do_nothing(index_elements=["update_id"]).returning(ProcessedUpdate.update_id)
     )
     return claimed.first() is not None
-
-
-def _delete_messages_before(connection: Connection, before: datetime, batch: int) -> int:
-    oldest = select(Message.id).where(Message.created_at < before).order_by(Message.id).limit(batch)
-    ids = list(connection.scalars(oldest))
-    if ids:
-        connection.execute(delete(Message).where(Message.id.in_(ids)))
-    return len(ids)
-
-
-def _delete_empty_reset(connection: Connection, before: datetime) -> None:
-    """Conversations ended by /reset before `before` whose messages are all gone."""
-    has_messages = select(Message.id).where(Message.conversation_id == Conversation.id).exists()
-    connection.execute(
-        delete(Conversation).where(Conversation.reset_at.is_not(None), Conversation.reset_at < before, ~has_messages)
-    )
 
 
 def _touch_user(connection: Connection, user_id: int) -> None:
