@@ -26,6 +26,7 @@ from host.service import (
     ToolStarted,
     TurnFinished,
     Who,
+    is_user_id,
 )
 
 HELP = (
@@ -105,7 +106,8 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
 async def _block_or_unblock(app: App, text: str) -> None:
     """/block ID or /unblock ID, as the operator (who is never refused)."""
     command, _, argument = text.partition(" ")
-    if not argument.strip().lstrip("-").isdigit():
+    digits = argument.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 16 and is_user_id(int(digits))):
         print(f"Usage: {command} USER_ID", file=sys.stderr)
     elif command == "/block":
         outcome = await app.service.block(int(argument), None)

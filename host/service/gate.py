@@ -57,6 +57,11 @@ class Refused:
 
 
 REPEATED = Refused("repeated")
+MAX_USER_ID = 2**52  # Telegram's user ids fit in 52 bits; an admin typing more has made a mistake
+
+
+def is_user_id(value: int) -> bool:
+    return 0 < value < MAX_USER_ID
 
 
 class Gate:

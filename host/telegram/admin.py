@@ -9,7 +9,7 @@ from telegram.error import TelegramError
 
 from host.errors import ConfigError
 from host.redact import redact_clipped
-from host.service import Service
+from host.service import Service, is_user_id
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
 from host.telegram.send import Target, send_html
 
@@ -45,7 +45,7 @@ async def admin_command(service: Service, bot: Bot, message: Incoming, target: T
         user_id = int(message.args.split()[0]) if message.args else None
     except ValueError:
         user_id = None
-    if user_id is None:
+    if user_id is None or not is_user_id(user_id):
         await send_html(bot, target, html.escape(USAGE.format(name=name)))
         return
     if name == "block":

@@ -19,6 +19,7 @@ from host.app import App
 from host.errors import ConfigError
 from host.log import Throttle
 from host.redact import redact_clipped
+from host.service import is_user_id
 from host.telegram.webserver import refused
 
 PREFIX = "/api/admin"
@@ -49,12 +50,22 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
 
         return checked
 
+    def user_id_of(request: Request) -> int | None:
+        digits = request.path_params["user_id"]
+        valid = digits.isascii() and digits.isdigit() and len(digits) <= 16 and is_user_id(int(digits))
+        return int(digits) if valid else None
+
+    def bad_id() -> Response:
+        return JSONResponse({"error": "not a Telegram user id"}, 400)
+
     async def block(request: Request) -> Response:
-        user_id = request.path_params["user_id"]
+        if (user_id := user_id_of(request)) is None:
+            return bad_id()
         return JSONResponse({"user_id": user_id, "outcome": await service.block(user_id, None)})
 
     async def unblock(request: Request) -> Response:
-        user_id = request.path_params["user_id"]
+        if (user_id := user_id_of(request)) is None:
+            return bad_id()
         return JSONResponse({"user_id": user_id, "unblocked": await service.unblock(user_id, None)})
 
     async def reload(_request: Request) -> Response:
@@ -66,7 +77,7 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
         return JSONResponse({field: list(getattr(reloaded, field)) for field in fields})
 
     return [
-        Route(f"{PREFIX}/users/{{user_id:int}}/block", guarded(block), methods=["POST"]),
-        Route(f"{PREFIX}/users/{{user_id:int}}/unblock", guarded(unblock), methods=["POST"]),
+        Route(f"{PREFIX}/users/{{user_id}}/block", guarded(block), methods=["POST"]),
+        Route(f"{PREFIX}/users/{{user_id}}/unblock", guarded(unblock), methods=["POST"]),
         Route(f"{PREFIX}/reload", guarded(reload), methods=["POST"]),
     ]

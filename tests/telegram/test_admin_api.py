@@ -34,6 +34,7 @@ def test_the_api_blocks_unblocks_and_reloads_for_the_token_only(
         basic = httpx.post(f"http://127.0.0.1:{port}/api/admin/reload", auth=("admin", TOKEN), timeout=10)
         api.push_message(42, "not blocked yet")
         bot.wait_until(lambda: bot.log.count('"turn_finished"') == 1)
+        too_big = post(port, "/users/" + "9" * 5000 + "/block")
         blocked = post(port, "/users/42/block")
         again = post(port, "/users/42/block")
         api.push_message(42, "now I am blocked")
@@ -45,6 +46,7 @@ def test_the_api_blocks_unblocks_and_reloads_for_the_token_only(
         broken = post(port, "/reload")
     assert (without.status_code, without.headers["www-authenticate"]) == (401, "Bearer")
     assert wrong.status_code == 403 and basic.status_code == 401
+    assert (too_big.status_code, too_big.json()) == (400, {"error": "not a Telegram user id"})
     assert (blocked.status_code, blocked.json()) == (200, {"user_id": 42, "outcome": "blocked"})
     assert again.json()["outcome"] == "already"
     assert api.texts(42)[-1] == BLOCKED

@@ -51,7 +51,8 @@ def test_an_admin_blocks_and_unblocks_a_user(api: FakeBotAPI, model: ScriptedMod
         api.push_message(ADMIN, "/block 7")
         api.push_message(ADMIN, "/unblock 42")
         api.push_message(ADMIN, "/unblock")
-        bot.wait_until(lambda: len(api.texts(ADMIN)) == 4)
+        api.push_message(ADMIN, "/block 99999999999999999999")
+        bot.wait_until(lambda: len(api.texts(ADMIN)) == 5)
         api.push_message(42, "am I back?")
         bot.wait_until(lambda: api.texts(42)[-1:] == ["Welcome back."])
     help_text, *rest = api.texts(42)
@@ -61,6 +62,7 @@ def test_an_admin_blocks_and_unblocks_a_user(api: FakeBotAPI, model: ScriptedMod
         "7 is an admin (ADMIN_USER_IDS) and cannot be blocked.",
         "Unblocked 42.",
         "Usage: /unblock USER_ID (the user's numeric Telegram id)",
+        "Usage: /block USER_ID (the user's numeric Telegram id)",
     ]
     assert not [text for text in stored_texts(tmp_path) if "secret plan" in text]
     assert [call.params.get("scope", {}).get("type", "default") for call in api.calls_of("setMyCommands")] == [
