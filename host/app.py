@@ -115,6 +115,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             access=Access(frozenset(settings.allowed_user_ids), frozenset(settings.allowed_chat_ids)),
             server_list=server_list,
             retention_days=settings.retention_days,
+            data_dir=settings.data_dir,
             default_model=settings.llm_model_name,
             models=settings.llm_models,
             default_temperature=settings.llm_temperature,

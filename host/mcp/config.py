@@ -116,6 +116,19 @@ class ServerConfig(BaseModel):
         )
 
 
+def chat_paths(config: ServerConfig, chat_id: int) -> list[str]:
+    """The absolute paths a chat's instance is given through `${CHAT_ID}` (its cwd, an argument or an argument's
+    `--flag=value`): where a per-chat server keeps the chat's files, for /forget."""
+    values = [config.cwd or "", *config.args]
+    templated = [value.partition("=")[2] if value.startswith("-") else value for value in values]
+    chat = str(chat_id)
+    return [
+        value.replace(CHAT_ID_PLACEHOLDER, chat)
+        for value in templated
+        if CHAT_ID_PLACEHOLDER in value and os.path.isabs(value.replace(CHAT_ID_PLACEHOLDER, chat))
+    ]
+
+
 def load_servers(
     path: Path, environ: Mapping[str, str] | None = None, *, data_dir: Path | None = None
 ) -> list[ServerConfig]:

@@ -18,7 +18,7 @@ import structlog
 
 from host import metrics
 from host.errors import ServerUnavailable, UnknownToolError
-from host.mcp.config import CHAT_ID_PLACEHOLDER, ServerConfig
+from host.mcp.config import CHAT_ID_PLACEHOLDER, ServerConfig, chat_paths
 from host.mcp.connection import BACKOFF_CAP, BACKOFF_FIRST, ServerConnection, Status
 from host.mcp.naming import model_name
 from host.mcp.tools import ToolResult, ToolSpec
@@ -181,6 +181,14 @@ class Registry:
             kept=reloaded.kept,
         )
         return reloaded
+
+    async def forget_chat(self, chat_id: int) -> list[str]:
+        """Stop the chat's own instances of per-chat servers; the paths they were given for the chat's files."""
+        stopping = [self._per_chat.pop(key) for key in list(self._per_chat) if key[1] == chat_id]
+        async with anyio.create_task_group() as stops:
+            for connection in stopping:
+                stops.start_soon(connection.stop)
+        return [path for config in self.configs if config.scope == "chat" for path in chat_paths(config, chat_id)]
 
     def _start(self, config: ServerConfig, chat_id: int | None = None) -> ServerConnection:
         assert self._tasks is not None, "use the registry inside `async with`"

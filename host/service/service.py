@@ -4,9 +4,13 @@ their leases, the chores that keep claimed updates bounded, and the status value
 import this package, the app and the errors only.
 """
 
+import os
+import shutil
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -29,6 +33,16 @@ from host.storage.pending import Orphan
 log = structlog.get_logger("host.service")
 
 KEEP_UPDATES = timedelta(days=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What /forget deleted: messages, and folders of per-chat servers."""
+
+    messages: int
+    folders: int
+
+
 FORGET_EVERY = 6 * 3600.0
 
 
@@ -45,6 +59,7 @@ class Service:
         access: Access | None = None,
         server_list: Callable[[], Sequence[ServerConfig]] | None = None,
         retention_days: int = 0,
+        data_dir: Path | None = None,
         default_model: str = "",
         models: Sequence[str] = (),
         default_temperature: float = 0.7,
@@ -56,6 +71,7 @@ class Service:
         self.gate = Gate(store, limiter, admins, access)
         self.server_list = server_list  # reads mcp_servers.json again, for `reload`
         self.retention = timedelta(days=retention_days) if retention_days else None  # None: messages kept forever
+        self.data_dir = data_dir  # /forget deletes a chat's folders only inside it
         self.preferences = Preferences(
             store,
             default_model=default_model,
@@ -101,6 +117,24 @@ class Service:
         unblocked = await self.store.unblock_user(user_id)
         log.info("user_unblocked" if unblocked else "user_not_blocked", unblocked_user=user_id, by=by)
         return unblocked
+
+    async def forget(self, user_id: int) -> Forgotten:
+        """Everything kept of a user: their rows (see ConversationStore.forget_user), and their private chat's own
+        instances of per-chat servers stopped and the folders those were given deleted, where they lie inside
+        DATA_DIR (a folder outside it, or reached through a symlink, is left alone)."""
+        messages = await self.store.forget_user(user_id)
+        folders = 0
+        for path in await self.registry.forget_chat(user_id):
+            if self._inside_data_dir(path):
+                await anyio.to_thread.run_sync(shutil.rmtree, path)
+                folders += 1
+        log.info("user_forgotten", messages=messages, folders=folders)
+        return Forgotten(messages, folders)
+
+    def _inside_data_dir(self, path: str) -> bool:
+        if self.data_dir is None or os.path.islink(path) or not os.path.isdir(path):
+            return False
+        return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(self.data_dir)))
 
     async def claim(self, request: Request) -> bool:
         """The one claim of an update the bot answers without a turn; False for a repeated delivery."""

@@ -284,6 +284,10 @@ class ConversationStore:
         )
         return deleted
 
+    async def forget_user(self, user_id: int) -> int:
+        """Delete everything kept of the user (see retention.delete_user) in one transaction; how many messages."""
+        return await self._write("forget the user", lambda connection: retention.delete_user(connection, user_id))
+
     async def healthy(self) -> bool:
         """Whether the database answers a trivial query (shielded like every other call, see _translated)."""
         try:

@@ -1,12 +1,12 @@
-"""RETENTION_DAYS's deletions, as functions on a connection inside the store's transactions (ConversationStore.
-forget_messages calls them). Imports only storage's models."""
+"""What the store deletes on purpose, as functions on a connection inside its transactions: RETENTION_DAYS's old
+messages, and everything of one user for /forget. Imports only storage's models."""
 
 from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from host.storage.models import Conversation, Message
+from host.storage.models import ChatSettings, Conversation, Message, RefusalNotice, User
 
 
 def delete_messages_before(connection: Connection, before: datetime, batch: int) -> int:
@@ -24,3 +24,18 @@ def delete_empty_reset(connection: Connection, before: datetime) -> None:
     connection.execute(
         delete(Conversation).where(Conversation.reset_at.is_not(None), Conversation.reset_at < before, ~has_messages)
     )
+
+
+def delete_user(connection: Connection, user_id: int) -> int:
+    """Everything kept of a user: their private chat (every conversation, the bot's answers and the replies owed
+    with it), their messages in groups, their private chat's settings, their user row and refusal notices. The
+    blocklist stays (an admin's decision). How many messages were deleted."""
+    private = select(Conversation.id).where(Conversation.chat_id == user_id)
+    deleted = connection.execute(
+        delete(Message).where(Message.conversation_id.in_(private) | (Message.user_id == user_id))
+    ).rowcount
+    connection.execute(delete(Conversation).where(Conversation.chat_id == user_id))
+    connection.execute(delete(ChatSettings).where(ChatSettings.chat_id == user_id))
+    connection.execute(delete(User).where(User.id == user_id))
+    connection.execute(delete(RefusalNotice).where(RefusalNotice.user_id == user_id))
+    return int(deleted or 0)

@@ -31,6 +31,7 @@ from host.service import (
     TurnFinished,
     Who,
 )
+from host.telegram import forget
 from host.telegram.admin import admin_command
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
 from host.telegram.reply import Reply
@@ -202,6 +203,8 @@ class FrontEnd:
             await admin_command(self.service, self.bot, message, target)
         elif name in SETTINGS_COMMANDS or (name == "reset" and message.args):
             await self._settings_command(message, target)
+        elif name == "forget":
+            await forget.ask(self.bot, message, target)
         elif name == "reset":
             await self.service.reset(message.chat_id, message.topic_id)
             text = "Started a new conversation. I no longer see the earlier messages."
@@ -273,6 +276,11 @@ class FrontEnd:
         that is not one of ours, or no longer offered, or not this user's to press, changes nothing and is
         answered with why."""
         data = message.text
+        if forget.is_forget_button(data):
+            text = await forget.confirmed(self.service, message)
+            await self._answer_button(message, text)
+            await self._tell(target, text)
+            return
         if message.chat_id == 0 or not data.startswith(MODEL_BUTTON):
             log.info("button_refused", reason="not ours")
             await self._answer_button(message, STALE_BUTTON)

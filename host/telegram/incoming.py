@@ -23,6 +23,7 @@ COMMANDS = {
     "model": "choose the model for this chat",
     "temperature": "set how varied answers are, 0 to 2",
     "system": "your own standing instructions for this chat (/system off clears them)",
+    "forget": "delete everything the bot keeps of you (it asks first)",
 }
 ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/telegram/admin.py)
     "block": "block a user: /block USER_ID",

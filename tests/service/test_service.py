@@ -23,6 +23,7 @@ from host.ratelimit import MemoryRateLimiter
 from host.service import Access, ChatQueues, Refused, Request, Service, TurnFinished
 from host.storage import ConversationStore
 from host.storage.models import Message, utcnow
+from tests.conftest import ROOT, peer_server
 
 pytestmark = pytest.mark.anyio
 
@@ -63,6 +64,7 @@ async def service_for(
     max_context_tokens: int = 8000,
     access: Access | None = None,
     retention_days: int = 0,
+    data_dir: Path | None = None,
 ) -> AsyncIterator[Service]:
     config = tmp_path / "mcp_servers.json"
     config.write_text(json.dumps({"mcpServers": servers or {}}))
@@ -83,6 +85,7 @@ async def service_for(
                 admins=frozenset(admins),
                 access=access,
                 retention_days=retention_days,
+                data_dir=data_dir,
             )  # type: ignore[arg-type]
 
 
@@ -210,3 +213,24 @@ async def test_the_chore_forgets_messages_past_the_retention_and_keeps_the_rest(
             await connection.execute(update(Message).values(created_at=utcnow() - timedelta(days=31)))
         assert await service.forget_old_once() is True
         assert await service.store.window(conversation, max_messages=10, max_tokens=1000) == []
+
+
+async def test_forget_deletes_the_chats_folders_inside_data_dir_only(tmp_path: Path) -> None:
+    data, outside, elsewhere = tmp_path / "data", tmp_path / "outside", tmp_path / "elsewhere"
+    (data / "linked").mkdir(parents=True)
+    elsewhere.mkdir()
+    (data / "linked" / "5").symlink_to(elsewhere)  # a folder inside DATA_DIR that leads out of it
+    per_chat = {**peer_server(), "scope": "chat", "env": {"PYTHONPATH": str(ROOT)}}  # runs from its chat's folder
+    servers = {
+        "inside": {**per_chat, "cwd": f"{data}/inside/${{CHAT_ID}}"},
+        "outside": {**per_chat, "cwd": f"{outside}/${{CHAT_ID}}"},
+        "linked": {**per_chat, "cwd": f"{data}/linked/${{CHAT_ID}}"},
+    }
+    async with service_for(tmp_path, ScriptedModel(), servers=servers, data_dir=data) as service:
+        for name in servers:
+            await service.registry.call_server_tool(name, "pid", {}, 5)
+        forgotten = await service.forget(5)
+        assert service.registry.running_instances("inside") == 0
+    assert (forgotten.messages, forgotten.folders) == (0, 1)
+    assert not (data / "inside" / "5").exists()
+    assert (outside / "5").is_dir() and elsewhere.is_dir() and (data / "linked" / "5").is_symlink()

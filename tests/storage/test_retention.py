@@ -58,3 +58,28 @@ async def test_old_messages_go_and_new_ones_stay(store_url: str, new_id: Callabl
     assert [message.content for message in window] == ["this week"]
     assert [message.content for message in other_window] == ["ten days ago"]
     assert conversations == 2  # the emptied, reset one is gone
+
+
+async def test_forgetting_a_user_leaves_no_row_of_theirs_and_every_row_of_others(
+    store_url: str, new_id: Callable[[], int]
+) -> None:
+    user, other, group = new_id(), new_id(), -new_id()
+    with anyio.fail_after(30):
+        async with ConversationStore.open(store_url) as store:
+            for chat, author in ((user, user), (other, other), (group, user), (group, other)):
+                conversation = await store.begin_turn(chat, 0, said(f"from {author} in {chat}"), author)
+                assert conversation is not None
+                await store.append(conversation, said("an answer", role="assistant"))
+            await store.set_preferences(user, 0, temperature=1.5)
+            await store.set_preferences(other, 0, temperature=0.5)
+            await store.reset(user)  # an older, ended conversation goes too
+            deleted = await store.forget_user(user)
+            user_window = await store.window(await store.current_conversation(user), max_messages=10, max_tokens=999)
+            other_window = await store.window(await store.current_conversation(other), max_messages=10, max_tokens=999)
+            group_window = await store.window(await store.current_conversation(group), max_messages=10, max_tokens=999)
+            assert (await store.preferences(user)).temperature is None
+            assert (await store.preferences(other)).temperature == 0.5
+    assert deleted == 3  # their question and its answer in private, their message in the group
+    assert user_window == []
+    assert [m.content for m in other_window] == [f"from {other} in {other}", "an answer"]
+    assert [m.content for m in group_window] == ["an answer", f"from {other} in {group}", "an answer"]
