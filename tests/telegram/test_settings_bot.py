@@ -188,7 +188,8 @@ def test_without_llm_models_there_is_no_choice(api: FakeBotAPI, model: ScriptedM
         shown = said(api, 42, 3)
         assert shown.startswith(f"Model: {model.model} (the default)\nTemperature: 0.7 (the default)\n")
         assert "Your system prompt: none" in shown and said(api, 42, 4) == shown
-        assert [command["command"] for command in api.commands][-4:] == ["settings", "model", "temperature", "system"]
+        menu = [command["command"] for command in api.commands]
+        assert {"settings", "model", "temperature", "system"} <= set(menu)
 
 
 def test_a_button_is_answered_when_rate_limited_and_a_failed_answer_loses_only_the_toast(
