@@ -26,7 +26,7 @@ from host.service import (
     ToolStarted,
     TurnFinished,
     Who,
-    is_user_id,
+    parse_user_id,
 )
 
 HELP = (
@@ -106,17 +106,17 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
 async def _block_or_unblock(app: App, text: str) -> None:
     """/block ID or /unblock ID, as the operator (who is never refused)."""
     command, _, argument = text.partition(" ")
-    digits = argument.strip()
-    if not (digits.isascii() and digits.isdigit() and len(digits) <= 16 and is_user_id(int(digits))):
+    user_id = parse_user_id(argument)
+    if user_id is None:
         print(f"Usage: {command} USER_ID", file=sys.stderr)
     elif command == "/block":
-        outcome = await app.service.block(int(argument), None)
+        outcome = await app.service.block(user_id, None)
         print(
             {"blocked": "Blocked.", "already": "Blocked already.", "admin": "An admin cannot be blocked."}[outcome],
             file=sys.stderr,
         )
     else:
-        print("Unblocked." if await app.service.unblock(int(argument), None) else "Was not blocked.", file=sys.stderr)
+        print("Unblocked." if await app.service.unblock(user_id, None) else "Was not blocked.", file=sys.stderr)
 
 
 async def _settings(app: App, chat_id: int, name: str, args: str) -> None:

@@ -9,7 +9,7 @@ built once per change of any server's tools or connection. Imports host.mcp, hos
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -173,13 +173,7 @@ class Registry:
             stopped=tuple(name for name in gone if name not in wanted),
             kept=tuple(name for name in wanted if name not in gone and name not in new),
         )
-        log.info(
-            "mcp_servers_reloaded",
-            started=reloaded.started,
-            restarted=reloaded.restarted,
-            stopped=reloaded.stopped,
-            kept=reloaded.kept,
-        )
+        log.info("mcp_servers_reloaded", **asdict(reloaded))
         return reloaded
 
     async def forget_chat(self, chat_id: int) -> list[str]:

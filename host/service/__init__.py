@@ -7,7 +7,7 @@ turn yields are imported from here. Imports the engine, the MCP registry, storag
 
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ReasoningDelta, TextDelta
-from host.service.gate import Access, Refused, Request, is_user_id
+from host.service.gate import Access, Refused, Request, parse_user_id
 from host.service.preferences import MAX_SYSTEM_CHARS, ChatSettingsView, SettingRefused, Who
 from host.service.queues import ChatQueues
 from host.service.service import Service
@@ -34,5 +34,5 @@ __all__ = [
     "ToolStarted",
     "TurnFinished",
     "Who",
-    "is_user_id",
+    "parse_user_id",
 ]

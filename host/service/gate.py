@@ -60,8 +60,13 @@ REPEATED = Refused("repeated")
 MAX_USER_ID = 2**52  # Telegram's user ids fit in 52 bits; an admin typing more has made a mistake
 
 
-def is_user_id(value: int) -> bool:
-    return 0 < value < MAX_USER_ID
+def parse_user_id(text: str) -> int | None:
+    """A Telegram user id typed by an admin (ASCII digits, 1 to MAX_USER_ID), or None."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 16):
+        return None
+    value = int(digits)
+    return value if 0 < value < MAX_USER_ID else None
 
 
 class Gate:

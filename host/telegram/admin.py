@@ -9,7 +9,7 @@ from telegram.error import TelegramError
 
 from host.errors import ConfigError
 from host.redact import redact_clipped
-from host.service import Service, is_user_id
+from host.service import Service, parse_user_id
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
 from host.telegram.send import Target, send_html
 
@@ -41,11 +41,8 @@ async def admin_command(service: Service, bot: Bot, message: Incoming, target: T
     if name == "reload":
         await send_html(bot, target, html.escape(await reload_text(service)))
         return
-    try:
-        user_id = int(message.args.split()[0]) if message.args else None
-    except ValueError:
-        user_id = None
-    if user_id is None or not is_user_id(user_id):
+    user_id = parse_user_id(message.args.split()[0]) if message.args else None
+    if user_id is None:
         await send_html(bot, target, html.escape(USAGE.format(name=name)))
         return
     if name == "block":
@@ -66,5 +63,10 @@ async def reload_text(service: Service) -> str:
     try:
         reloaded = await service.reload()
     except ConfigError as error:
-        return f"Nothing changed: {redact_clipped(str(error), REASON_MAX_CHARS)}"
+        return f"Nothing changed: {reload_refusal(error)}"
     return f"Reloaded mcp_servers.json: {reloaded.summary()}."
+
+
+def reload_refusal(error: ConfigError) -> str:
+    """Why mcp_servers.json did not load, for an admin: redacted and clipped (a config error may quote values)."""
+    return redact_clipped(str(error), REASON_MAX_CHARS)

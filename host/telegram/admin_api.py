@@ -10,6 +10,7 @@ wrong one (refusals logged at most once a minute per reason).
 
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,12 +19,11 @@ from starlette.routing import Route
 from host.app import App
 from host.errors import ConfigError
 from host.log import Throttle
-from host.redact import redact_clipped
-from host.service import is_user_id
+from host.service import parse_user_id
+from host.telegram.admin import reload_refusal
 from host.telegram.webserver import refused
 
 PREFIX = "/api/admin"
-REASON_MAX_CHARS = 1500
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -50,21 +50,16 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
 
         return checked
 
-    def user_id_of(request: Request) -> int | None:
-        digits = request.path_params["user_id"]
-        valid = digits.isascii() and digits.isdigit() and len(digits) <= 16 and is_user_id(int(digits))
-        return int(digits) if valid else None
-
     def bad_id() -> Response:
         return JSONResponse({"error": "not a Telegram user id"}, 400)
 
     async def block(request: Request) -> Response:
-        if (user_id := user_id_of(request)) is None:
+        if (user_id := parse_user_id(request.path_params["user_id"])) is None:
             return bad_id()
         return JSONResponse({"user_id": user_id, "outcome": await service.block(user_id, None)})
 
     async def unblock(request: Request) -> Response:
-        if (user_id := user_id_of(request)) is None:
+        if (user_id := parse_user_id(request.path_params["user_id"])) is None:
             return bad_id()
         return JSONResponse({"user_id": user_id, "unblocked": await service.unblock(user_id, None)})
 
@@ -72,9 +67,8 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
         try:
             reloaded = await service.reload()
         except ConfigError as error:
-            return JSONResponse({"error": redact_clipped(str(error), REASON_MAX_CHARS)}, 422)
-        fields = ("started", "restarted", "stopped", "kept")
-        return JSONResponse({field: list(getattr(reloaded, field)) for field in fields})
+            return JSONResponse({"error": reload_refusal(error)}, 422)
+        return JSONResponse(asdict(reloaded))
 
     return [
         Route(f"{PREFIX}/users/{{user_id}}/block", guarded(block), methods=["POST"]),
