@@ -29,6 +29,7 @@ class TurnFinished:
     text: str
     usage: Usage
     tool_calls: int
+    llm_calls: int = 0
     refused: bool = False  # the message was not taken (it cannot fit the context): `text` says why; nothing stored
 
 

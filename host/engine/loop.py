@@ -76,6 +76,7 @@ class _Turn:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tool_calls: int = 0
+    llm_calls: int = 0
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -195,7 +196,7 @@ class Engine:
                 async for delta in self._ask(turn, replies, with_tools=not answer_now):
                     yield delta
                 completion = replies[0]
-                self._count(turn, completion)
+                self._count(turn, completion, with_tools=not answer_now)
                 if answer_now or not completion.tool_calls:
                     finished = await self._finish(turn, completion, step)
                     outcome = "answered"
@@ -274,10 +275,12 @@ class Engine:
         )
         return _Context(catalogue, prompt, budget)
 
-    def _count(self, turn: _Turn, completion: Completion) -> None:
-        if completion.usage is not None:
-            turn.prompt_tokens += completion.usage.prompt_tokens
-            turn.completion_tokens += completion.usage.completion_tokens
+    def _count(self, turn: _Turn, completion: Completion, *, with_tools: bool) -> None:
+        """Add one model call's tokens: the server's count, or our estimate when it sends none."""
+        turn.llm_calls += 1
+        usage = completion.usage or _estimated_usage(turn, completion, with_tools=with_tools)
+        turn.prompt_tokens += usage.prompt_tokens
+        turn.completion_tokens += usage.completion_tokens
 
     async def _finish(self, turn: _Turn, completion: Completion, steps: int) -> TurnFinished:
         text = completion.text
@@ -292,7 +295,7 @@ class Engine:
         answer = _text_message("assistant", text)
         await self.store.append(turn.conversation_id, answer)
         usage = Usage(prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens)
-        return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls)
+        return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls, llm_calls=turn.llm_calls)
 
     async def _remember_call(self, turn: _Turn, completion: Completion) -> list[Call]:
         """Store the model's tool calls, resolved once (calls.resolve): which run, and which are refused."""
@@ -385,3 +388,20 @@ def _as_param(message: StoredMessage) -> ChatCompletionMessageParam:
             param["tool_calls"] = message.tool_calls
         return param  # type: ignore[return-value]
     return {"role": "user", "content": message.content or ""}  # system messages are never stored
+
+
+def _estimated_usage(turn: _Turn, completion: Completion, *, with_tools: bool) -> Usage:
+    """What a call cost by our count (host.tokens): the messages sent, the tools when they were offered, the text
+    and tool calls that came back."""
+    sent = sum(
+        count_message_tokens(
+            str(message["role"]),
+            content if isinstance(content := message.get("content"), str) else json.dumps(content or ""),
+            json.dumps(message.get("tool_calls")) if message.get("tool_calls") else None,
+        )
+        for message in turn.messages
+    )
+    answered = count_tokens(completion.text) + sum(
+        count_tokens(call.name) + count_tokens(call.arguments) for call in completion.tool_calls
+    )
+    return Usage(sent + (turn.catalogue.tokens if with_tools else 0), answered)

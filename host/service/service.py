@@ -8,7 +8,7 @@ import os
 import shutil
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -24,6 +24,7 @@ from host.errors import ConfigError, StorageError
 from host.mcp.config import ServerConfig
 from host.mcp.registry import Registry, Reloaded
 from host.ratelimit import RateLimiter
+from host.redact import redact_clipped
 from host.service import status
 from host.service.gate import Access, Gate, Refused, Request
 from host.service.preferences import ChatSettingsView, Preferences, SettingRefused, Who
@@ -110,12 +111,16 @@ class Service:
             return "admin"
         blocked = await self.store.block_user(user_id, by)
         log.info("user_blocked" if blocked else "user_already_blocked", blocked_user=user_id, by=by)
+        if blocked:
+            await self.store.audit.record(by, "block", user_id)
         return "blocked" if blocked else "already"
 
     async def unblock(self, user_id: int, by: int | None) -> bool:
         """Unblock a user; False when they were not blocked."""
         unblocked = await self.store.unblock_user(user_id)
         log.info("user_unblocked" if unblocked else "user_not_blocked", unblocked_user=user_id, by=by)
+        if unblocked:
+            await self.store.audit.record(by, "unblock", user_id)
         return unblocked
 
     async def forget(self, user_id: int) -> Forgotten:
@@ -129,6 +134,7 @@ class Service:
                 await anyio.to_thread.run_sync(shutil.rmtree, path)
                 folders += 1
         log.info("user_forgotten", messages=messages, folders=folders)
+        await self.store.audit.record(user_id, "forget", user_id, messages=messages, folders=folders)
         return Forgotten(messages, folders)
 
     def _inside_data_dir(self, path: str) -> bool:
@@ -296,12 +302,18 @@ class Service:
         return True
 
     # -- servers ----------------------------------------------------------------------------------------------
-    async def reload(self) -> Reloaded:
-        """Read mcp_servers.json again and apply it (see Registry.reload). A file that does not load raises its
-        ConfigError and changes nothing."""
+    async def reload(self, by: int | None = None) -> Reloaded:
+        """Read mcp_servers.json again and apply it (see Registry.reload), for an admin (None: the operator). A
+        file that does not load raises its ConfigError and changes nothing."""
         if self.server_list is None:
             raise ConfigError("this bot was started without a server list to reload")
-        return await self.registry.reload(self.server_list())
+        try:
+            reloaded = await self.registry.reload(self.server_list())
+        except ConfigError as error:
+            await self.store.audit.record(by, "reload", refused=redact_clipped(str(error), 300))
+            raise
+        await self.store.audit.record(by, "reload", **asdict(reloaded))
+        return reloaded
 
     # -- status -----------------------------------------------------------------------------------------------
     async def servers(self, chat_id: int = 0) -> list[status.ServerStatus]:

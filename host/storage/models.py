@@ -66,6 +66,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    # when Telegram said the user blocked the bot (a broadcast skips them); cleared when they write again
+    unreachable_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Conversation(Base):
@@ -169,3 +171,65 @@ class ChatSettings(Base):
     temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
     system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsageDay(Base):
+    """What one user's turns cost on one day (UTC): tokens (the server's count, else our estimate), model and tool
+    calls, and the time the turns took. User 0 is the operator at a terminal."""
+
+    __tablename__ = "usage_days"
+    __table_args__ = (Index("ix_usage_days_day", "day"),)
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    turns: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+
+
+class AuditEntry(Base):
+    """One thing done with authority (host.storage.audit): who (None: the operator or the admin API), what, to
+    whom, and details that never hold message content."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Broadcast(Base):
+    """An admin's message to every known user, sent at a pace Telegram allows; the process sending it holds a
+    lease, so another takes it over after a crash. `text` is sealed like message content."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    text: Mapped[str] = mapped_column(SealedText)
+    created_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BroadcastRecipient(Base):
+    """One user of a broadcast and what became of it: pending, sent, failed, or skipped (they blocked the bot)."""
+
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (
+        Index("ix_broadcast_recipients_state", "broadcast_id", "state", "user_id"),
+        CheckConstraint("state IN ('pending', 'sent', 'failed', 'skipped')", name="ck_broadcast_recipients_state"),
+    )
+
+    broadcast_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(8), default="pending")

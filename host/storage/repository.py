@@ -9,26 +9,26 @@ host but errors and storage; token counts arrive with the messages. Text is stor
 """
 
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
-import anyio
-from alembic.util import CommandError
 from sqlalchemy import Select, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from host.errors import StorageError
 from host.storage import access, pending, retention
 from host.storage import preferences as chat_settings
+from host.storage.audit import AuditLog
 from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
 from host.storage.sealing import Sealer, attach
+from host.storage.transactions import Transactions, translated
 from host.storage.window import StoredMessage, fit_window
 
 _RESET_ATTEMPTS = 3
@@ -59,12 +59,13 @@ class ConversationStore:
 
     def __init__(self, engine: AsyncEngine, writer: SQLiteWriter | None = None, sealer: Sealer | None = None) -> None:
         self._engine = engine
-        self._writer = writer
         self.sealer = sealer or Sealer()  # no key: content is written in clear
         attach(engine.dialect, self.sealer)
         if writer is not None:
             attach(writer.dialect, self.sealer)
-        self._writer_turn = anyio.CapacityLimiter(1)
+        self.transactions = Transactions(engine, writer)
+        self._write = self.transactions.write
+        self.audit = AuditLog(self.transactions)
         self.owner = secrets.token_hex(8)  # this process, as the holder of its turns' pending replies
 
     @property
@@ -77,28 +78,17 @@ class ConversationStore:
     async def open(cls, url: str = DEFAULT_URL, sealer: Sealer | None = None) -> AsyncIterator[Self]:
         """Connect, migrate to the newest schema, yield the store; the engine is disposed on exit. With a `sealer`
         holding a key, message content is written sealed; without one, in clear."""
-        with _translated("open the database"):
+        with translated("open the database"):
             engine = open_engine(url)
             writer = open_sqlite_writer(url)
         try:
-            with _translated("migrate the database"):
+            with translated("migrate the database"):
                 await migrate(engine)
             yield cls(engine, writer, sealer)
         finally:
             await engine.dispose()
             if writer is not None:
                 writer.close()
-
-    async def _write(self, action: str, work: Callable[[Connection], T]) -> T:
-        """Run `work` as one write transaction. On a SQLite file in this store's one writer thread, one at a time:
-        the transaction's statements run there without a trip through the event loop each, and a burst of writers
-        queues here instead of waiting out SQLite's busy timeout ("database is locked"). On PostgreSQL on a
-        pooled connection."""
-        with _translated(action):
-            if self._writer is None:
-                async with self._engine.begin() as connection:
-                    return await connection.run_sync(work)
-            return await anyio.to_thread.run_sync(self._writer.run, work, limiter=self._writer_turn)
 
     async def current_conversation(self, chat_id: int, topic_id: int = 0) -> int:
         """The open conversation of the chat (and forum topic), created if there is none."""
@@ -162,9 +152,9 @@ class ConversationStore:
 
     async def preferences(self, chat_id: int, topic_id: int = 0) -> chat_settings.ChatPreferences:
         """The chat's own settings (host.storage.preferences); all None when it chose nothing."""
-        with _translated("read the chat's settings"):
-            async with self._engine.connect() as connection:
-                return await connection.run_sync(lambda sync: chat_settings.read(sync, chat_id, topic_id))
+        return await self.transactions.read(
+            "read the chat's settings", lambda connection: chat_settings.read(connection, chat_id, topic_id)
+        )
 
     async def set_preferences(self, chat_id: int, topic_id: int, **changes: Any) -> chat_settings.ChatPreferences:
         """Set some of the chat's settings (model=, temperature=, system_prompt=; None clears one); all of them
@@ -214,7 +204,7 @@ class ConversationStore:
         """
         if max_messages <= 0 or max_tokens <= 0:
             return []
-        with _translated("read the conversation"):
+        with translated("read the conversation"):
             async with self._engine.connect() as connection:
                 rows = (await connection.execute(window_query(conversation_id, max_messages))).all()
         return fit_window([_stored(row) for row in rows], max_tokens)
@@ -223,7 +213,7 @@ class ConversationStore:
         """Why the newest stored message cannot be read with this store's keys (a SECRET_KEY that is not the one
         it was written with), or None; for a check at start. One read by the primary key."""
         try:
-            with _translated("read the newest message"):
+            with translated("read the newest message"):
                 async with self._engine.connect() as connection:
                     newest = select(Message.content, Message.tool_calls).order_by(Message.id.desc()).limit(1)
                     (await connection.execute(newest)).first()  # opening its values is the check
@@ -254,9 +244,9 @@ class ConversationStore:
         return await self._write("unblock the user", lambda connection: access.unblock(connection, user_id))
 
     async def is_blocked(self, user_id: int) -> bool:
-        with _translated("read the blocklist"):
-            async with self._engine.connect() as connection:
-                return await connection.run_sync(lambda sync: access.is_blocked(sync, user_id))
+        return await self.transactions.read(
+            "read the blocklist", lambda connection: access.is_blocked(connection, user_id)
+        )
 
     async def claim_refusal_notice(self, user_id: int, day: str) -> bool:
         """True the first time a refused user is told so on `day` (YYYY-MM-DD, UTC)."""
@@ -289,9 +279,9 @@ class ConversationStore:
         return await self._write("forget the user", lambda connection: retention.delete_user(connection, user_id))
 
     async def healthy(self) -> bool:
-        """Whether the database answers a trivial query (shielded like every other call, see _translated)."""
+        """Whether the database answers a trivial query (shielded like every other call, see translated)."""
         try:
-            with _translated("check the database"):
+            with translated("check the database"):
                 async with self._engine.connect() as connection:
                     return bool(await connection.scalar(text("SELECT 1")) == 1)
         except StorageError:
@@ -321,9 +311,13 @@ def _claim(connection: Connection, update_id: int) -> bool:
 
 
 def _touch_user(connection: Connection, user_id: int) -> None:
-    """Record the user with the time first seen; nothing changes when the user is known."""
+    """Record the user with the time first seen; a known user is only marked reachable again (they wrote)."""
     statement = _insert(connection, User).values(id=user_id, first_seen=utcnow(), preferences={})
-    connection.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["id"], set_={"unreachable_since": None}, where=User.unreachable_since.is_not(None)
+        )
+    )
 
 
 def _message_insert(conversation_id: int, message: StoredMessage, user_id: int | None) -> Any:
@@ -382,19 +376,3 @@ def _stored(row: Row[Any]) -> StoredMessage:
         id=row.id,
         created_at=row.created_at,
     )
-
-
-@contextmanager
-def _translated(action: str) -> Iterator[None]:
-    """SQLAlchemy, driver and Alembic errors become one StorageError saying what failed (the cause is chained).
-
-    The block runs shielded from cancellation: a call cancelled halfway can leave an aiosqlite connection that
-    never finishes closing (and a process that never exits). The calls are short; a cancelled caller sees its
-    cancellation as soon as the call is done."""
-    try:
-        with anyio.CancelScope(shield=True):
-            yield
-    except (SQLAlchemyError, OSError, CommandError, ValueError, ImportError) as exc:
-        detail = exc.orig if isinstance(exc, DBAPIError) else exc
-        reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0][:300]
-        raise StorageError(f"could not {action}: {reason}") from exc

@@ -1,12 +1,12 @@
 """What the store deletes on purpose, as functions on a connection inside its transactions: RETENTION_DAYS's old
-messages, and everything of one user for /forget. Imports only storage's models."""
+messages and usage, and everything of one user for /forget. Imports only storage's models."""
 
 from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from host.storage.models import ChatSettings, Conversation, Message, RefusalNotice, User
+from host.storage.models import ChatSettings, Conversation, Message, RefusalNotice, UsageDay, User
 
 
 def delete_messages_before(connection: Connection, before: datetime, batch: int) -> int:
@@ -28,7 +28,7 @@ def delete_empty_reset(connection: Connection, before: datetime) -> None:
 
 def delete_user(connection: Connection, user_id: int) -> int:
     """Everything kept of a user: their private chat (every conversation, the bot's answers and the replies owed
-    with it), their messages in groups, their private chat's settings, their user row and refusal notices. The
+    with it), their messages in groups, their private chat's settings, their user row, refusal notices and usage. The
     blocklist stays (an admin's decision). How many messages were deleted."""
     private = select(Conversation.id).where(Conversation.chat_id == user_id)
     deleted = connection.execute(
@@ -38,4 +38,10 @@ def delete_user(connection: Connection, user_id: int) -> int:
     connection.execute(delete(ChatSettings).where(ChatSettings.chat_id == user_id))
     connection.execute(delete(User).where(User.id == user_id))
     connection.execute(delete(RefusalNotice).where(RefusalNotice.user_id == user_id))
+    connection.execute(delete(UsageDay).where(UsageDay.user_id == user_id))
     return int(deleted or 0)
+
+
+def delete_usage_before(connection: Connection, before_day: str) -> int:
+    """Usage rows of days before `before_day` (YYYY-MM-DD); how many."""
+    return int(connection.execute(delete(UsageDay).where(UsageDay.day < before_day)).rowcount or 0)

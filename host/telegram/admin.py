@@ -39,7 +39,7 @@ async def admin_command(service: Service, bot: Bot, message: Incoming, target: T
     """/block and /unblock USER_ID, /reload, for an admin."""
     name = message.text
     if name == "reload":
-        await send_html(bot, target, html.escape(await reload_text(service)))
+        await send_html(bot, target, html.escape(await reload_text(service, message.user_id)))
         return
     user_id = parse_user_id(message.args.split()[0]) if message.args else None
     if user_id is None:
@@ -58,10 +58,10 @@ async def admin_command(service: Service, bot: Bot, message: Incoming, target: T
     await send_html(bot, target, html.escape(text))
 
 
-async def reload_text(service: Service) -> str:
+async def reload_text(service: Service, by: int | None) -> str:
     """/reload's answer: what changed, or why nothing did."""
     try:
-        reloaded = await service.reload()
+        reloaded = await service.reload(by)
     except ConfigError as error:
         return f"Nothing changed: {reload_refusal(error)}"
     return f"Reloaded mcp_servers.json: {reloaded.summary()}."
