@@ -16,7 +16,7 @@ from host.errors import ConfigError
 from host.mcp.config import ServerConfig, load_servers
 from host.mcp.registry import Registry
 from host.ratelimit import open_rate_limiter
-from host.service import Access, Service
+from host.service import Access, Budgets, Service
 from host.settings import Settings
 from host.storage import ConversationStore, Sealer
 
@@ -119,5 +119,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             default_model=settings.llm_model_name,
             models=settings.llm_models,
             default_temperature=settings.llm_temperature,
+            budgets=Budgets(settings.user_daily_token_budget, settings.daily_token_budget),
+            audit_tool_calls=settings.audit_tool_calls,
         )
         yield App(settings, registry, store, model, engine, service)

@@ -32,7 +32,7 @@ from host.service import (
 HELP = (
     "Commands: /reset (new conversation), /tools, /servers (and the model), /settings, /model NAME,"
     " /temperature X, /system TEXT (or off), /reset settings, /block ID and /unblock ID (Telegram users),"
-    " /reload (mcp_servers.json), /exit. Anything else goes to the model."
+    " /reload (mcp_servers.json), /usage (today), /stats (everyone today), /exit. Anything else goes to the model."
 )
 
 
@@ -95,6 +95,10 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
         await _print_servers(app, chat_id)
     elif name in ("/block", "/unblock"):
         await _block_or_unblock(app, text)
+    elif text == "/usage":
+        print((await app.service.usage_of(None)).text, file=sys.stderr)
+    elif text == "/stats":
+        print((await app.service.stats()).text, file=sys.stderr)
     elif text == "/reload":
         print(f"Reloaded {app.settings.mcp_servers_config}: {(await app.service.reload()).summary()}.", file=sys.stderr)
     elif text.startswith("/") and text != "/":

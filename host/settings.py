@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     recover_window_seconds: float = Field(default=600.0, ge=0)
     # messages older than this many days are deleted by a background job (0: kept forever)
     retention_days: int = Field(default=30, ge=0)
+    # tokens a user (and all users together) may spend a day, UTC; 0: no budget (host/service/usage.py)
+    user_daily_token_budget: int = Field(default=0, ge=0)
+    daily_token_budget: int = Field(default=0, ge=0)
+    # write each tool call's server and tool name (never its arguments or result) to the audit log
+    audit_tool_calls: bool = False
 
     @field_validator("admin_user_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod

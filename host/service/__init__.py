@@ -12,15 +12,19 @@ from host.service.preferences import MAX_SYSTEM_CHARS, ChatSettingsView, Setting
 from host.service.queues import ChatQueues
 from host.service.service import Service
 from host.service.status import Readiness, ServerStatus, ToolInfo
+from host.service.usage import Budgets, OverBudget, Stats, UsageView
 from host.storage.pending import Orphan
+from host.storage.usage import Spent
 
 __all__ = [
     "MAX_SYSTEM_CHARS",
     "Access",
+    "Budgets",
     "ChatQueues",
     "ChatSettingsView",
     "EngineEvent",
     "Orphan",
+    "OverBudget",
     "Readiness",
     "ReasoningDelta",
     "Refused",
@@ -28,11 +32,14 @@ __all__ = [
     "ServerStatus",
     "Service",
     "SettingRefused",
+    "Spent",
+    "Stats",
     "TextDelta",
     "ToolFinished",
     "ToolInfo",
     "ToolStarted",
     "TurnFinished",
+    "UsageView",
     "Who",
     "parse_user_id",
 ]

@@ -1,7 +1,7 @@
 """The gate every request passes before the bot acts on it, for every front end: the one claim of an update (a
-repeated delivery is ignored), access (the blocklist, ALLOWED_USER_IDS and ALLOWED_CHAT_IDS), empty text, the
-rate limit. Admins are never refused access or limited. Values only come out; the front end words them. Imports
-storage through a Protocol, the rate limiter and errors.
+repeated delivery is ignored), access (the blocklist, ALLOWED_USER_IDS and ALLOWED_CHAT_IDS), empty text, the daily
+token budgets, the rate limit. Admins are never refused access, budgets or limits. Values only come out; the front
+end words them. Imports storage through a Protocol, the usage budgets, the rate limiter and errors.
 """
 
 from dataclasses import dataclass, field
@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from host.ratelimit import RateLimiter
+from host.service.usage import OverBudget, Usage
 
 log = structlog.get_logger("host.service")
 
@@ -49,11 +50,12 @@ class Request:
 class Refused:
     """Why the bot does not act on a request: "repeated" (answered before: say nothing), "blocked" or
     "not_allowed" (say so only when `notify`: once a day), "empty" (no text for the model), "rate_limited"
-    (`seconds` until the user may send again)."""
+    (`seconds` until the user may send again), "over_budget" (a daily token budget is spent: `budget`)."""
 
-    reason: Literal["repeated", "blocked", "not_allowed", "empty", "rate_limited"]
+    reason: Literal["repeated", "blocked", "not_allowed", "empty", "rate_limited", "over_budget"]
     seconds: int = 0
     notify: bool = True
+    budget: OverBudget | None = None  # for "over_budget": whose, how big, `seconds` until it resets
 
 
 REPEATED = Refused("repeated")
@@ -71,12 +73,18 @@ def parse_user_id(text: str) -> int | None:
 
 class Gate:
     def __init__(
-        self, store: GateStore, limiter: RateLimiter, admins: frozenset[int], access: Access | None = None
+        self,
+        store: GateStore,
+        limiter: RateLimiter,
+        admins: frozenset[int],
+        access: Access | None = None,
+        usage: Usage | None = None,
     ) -> None:
         self.store = store
         self.limiter = limiter
         self.admins = admins
         self.access = access or Access()
+        self.usage = usage
 
     def is_admin(self, user_id: int | None) -> bool:
         return user_id is not None and user_id in self.admins
@@ -95,8 +103,10 @@ class Gate:
         if not turn and not await self.claim(request):
             return REPEATED
         refusal = await self._no_access(request)
+        if refusal is None and turn:
+            refusal = Refused("empty") if not request.text.strip() else await self._over_budget(request)
         if refusal is None:
-            refusal = Refused("empty") if turn and not request.text.strip() else await self._over_limit(request)
+            refusal = await self._over_limit(request)
         if refusal is not None and turn and not await self.claim(request):
             return REPEATED
         return refusal
@@ -115,6 +125,16 @@ class Gate:
         notify = await self.store.claim_refusal_notice(user, datetime.now(UTC).date().isoformat())
         log.info("access_refused", reason=reason, notified=notify)
         return Refused(reason, notify=notify)
+
+    async def _over_budget(self, request: Request) -> Refused | None:
+        """A turn of a user whose daily token budget (or everyone's) is spent; admins have none."""
+        if self.usage is None or request.user_id is None or self.is_admin(request.user_id):
+            return None
+        over = await self.usage.over_budget(request.user_id)
+        if over is None:
+            return None
+        log.info("over_budget", whose=over.whose, budget=over.budget)
+        return Refused("over_budget", over.seconds, budget=over)
 
     async def _over_limit(self, request: Request) -> Refused | None:
         if request.user_id is None or self.is_admin(request.user_id):

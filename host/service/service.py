@@ -6,6 +6,7 @@ import this package, the app and the errors only.
 
 import os
 import shutil
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
@@ -17,7 +18,7 @@ import anyio
 import structlog
 
 from host import metrics
-from host.engine.events import EngineEvent, TurnFinished
+from host.engine.events import EngineEvent, ToolFinished, TurnFinished
 from host.engine.llm import ChatModel
 from host.engine.loop import Engine
 from host.errors import ConfigError, StorageError
@@ -28,8 +29,10 @@ from host.redact import redact_clipped
 from host.service import status
 from host.service.gate import Access, Gate, Refused, Request
 from host.service.preferences import ChatSettingsView, Preferences, SettingRefused, Who
+from host.service.usage import Budgets, Stats, Usage, UsageView
 from host.storage import ConversationStore, StoredMessage
 from host.storage.pending import Orphan
+from host.storage.usage import Spent
 
 log = structlog.get_logger("host.service")
 
@@ -64,12 +67,17 @@ class Service:
         default_model: str = "",
         models: Sequence[str] = (),
         default_temperature: float = 0.7,
+        budgets: Budgets | None = None,
+        audit_tool_calls: bool = False,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.store = store
         self.model = model
-        self.gate = Gate(store, limiter, admins, access)
+        self.usage = Usage(store.usage, budgets or Budgets())
+        self.gate = Gate(store, limiter, admins, access, self.usage)
+        self.audit_tool_calls = audit_tool_calls  # AUDIT_TOOL_CALLS: each call's server and tool in the audit log
+        self.running = 0  # turns this process runs now
         self.server_list = server_list  # reads mcp_servers.json again, for `reload`
         self.retention = timedelta(days=retention_days) if retention_days else None  # None: messages kept forever
         self.data_dir = data_dir  # /forget deletes a chat's folders only inside it
@@ -176,14 +184,21 @@ class Service:
         self, turn: AsyncGenerator[EngineEvent, None], user_id: int | None
     ) -> AsyncGenerator[EngineEvent, None]:
         """The turn's events, while bot_active_sessions counts it; its end is a message in bot_messages_total
-        (answered, refused, or failed when it raised; a repeated delivery, which yields nothing, is not counted)."""
+        (answered, refused, or failed when it raised; a repeated delivery, which yields nothing, is not counted).
+        An answered turn's cost is added to its user's usage; with AUDIT_TOOL_CALLS each tool call is audited."""
         status: str | None = None
+        started = time.perf_counter()
         metrics.ACTIVE_SESSIONS.inc()
+        self.running += 1
         try:
             async with aclosing(turn) as events:
                 async for event in events:
                     if isinstance(event, TurnFinished):
                         status = "refused" if event.refused else "answered"
+                        if not event.refused:
+                            await self.usage.record(user_id, _spent(event, time.perf_counter() - started))
+                    elif isinstance(event, ToolFinished) and self.audit_tool_calls:
+                        await self._audit_tool_call(user_id, event)
                     yield event
         except StorageError:
             status = status or "failed"
@@ -195,9 +210,16 @@ class Service:
             status = status or "failed"
             raise
         finally:
+            self.running -= 1
             metrics.ACTIVE_SESSIONS.dec()
             if status is not None:
                 self._counted(status, user_id)
+
+    async def _audit_tool_call(self, user_id: int | None, event: ToolFinished) -> None:
+        try:
+            await self.store.audit.record(user_id, "tool_call", server=event.server, tool=event.tool, ok=event.ok)
+        except StorageError as error:
+            log.warning("tool_call_not_audited", error=str(error))
 
     def resume(self, orphan: Orphan) -> AsyncGenerator[EngineEvent, None]:
         """The turn of a stored message whose reply a crash left owed, run again on the stored history."""
@@ -289,16 +311,20 @@ class Service:
     async def forget_old_once(self) -> bool:
         """Claimed update ids and refusal notices are kept for KEEP_UPDATES, long enough for any redelivery
         (Telegram keeps updates for 24 hours), short enough that Telegram's random restart of ids after a quiet week
-        never meets an old one; messages for RETENTION_DAYS. False (and a warning) when the database failed."""
+        never meets an old one; messages and usage rows for RETENTION_DAYS. False (and a warning) when the database
+        failed."""
         now = datetime.now(UTC)
         try:
             forgotten = await self.store.forget_updates(now - KEEP_UPDATES)
             notices = await self.store.forget_refusal_notices((now - KEEP_UPDATES).date().isoformat())
-            messages = await self.store.forget_messages(now - self.retention) if self.retention else 0
+            messages = usage = 0
+            if self.retention:
+                messages = await self.store.forget_messages(now - self.retention)
+                usage = await self.store.usage.forget_before((now - self.retention).date().isoformat())
         except StorageError as error:
             log.warning("old_data_not_forgotten", error=str(error))
             return False
-        log.info("old_data_forgotten", updates=forgotten, notices=notices, messages=messages)
+        log.info("old_data_forgotten", updates=forgotten, notices=notices, messages=messages, usage=usage)
         return True
 
     # -- servers ----------------------------------------------------------------------------------------------
@@ -315,6 +341,15 @@ class Service:
         await self.store.audit.record(by, "reload", **asdict(reloaded))
         return reloaded
 
+    # -- usage (host.service.usage) -----------------------------------------------------------------------------
+    async def usage_of(self, user_id: int | None) -> UsageView:
+        """The user's tokens and calls today, and their budget."""
+        return await self.usage.of_user(user_id)
+
+    async def stats(self) -> Stats:
+        """The admin's figures for today, across replicas (the running turns are this process's)."""
+        return await self.usage.stats(self.running)
+
     # -- status -----------------------------------------------------------------------------------------------
     async def servers(self, chat_id: int = 0) -> list[status.ServerStatus]:
         return await status.servers(self.registry, chat_id)
@@ -329,3 +364,13 @@ class Service:
     async def readiness(self) -> status.Readiness:
         """For probes anyone may send: the model is asked only for its list of models, never for a completion."""
         return await status.readiness(self.registry, self.store.healthy, lambda: self.model.healthy(generate=False))
+
+
+def _spent(finished: TurnFinished, seconds: float) -> Spent:
+    return Spent(
+        tokens=finished.usage.prompt_tokens + finished.usage.completion_tokens,
+        turns=1,
+        llm_calls=finished.llm_calls,
+        tool_calls=finished.tool_calls,
+        seconds=seconds,
+    )

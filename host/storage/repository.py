@@ -29,6 +29,7 @@ from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engin
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
 from host.storage.sealing import Sealer, attach
 from host.storage.transactions import Transactions, translated
+from host.storage.usage import UsageLedger
 from host.storage.window import StoredMessage, fit_window
 
 _RESET_ATTEMPTS = 3
@@ -66,6 +67,7 @@ class ConversationStore:
         self.transactions = Transactions(engine, writer)
         self._write = self.transactions.write
         self.audit = AuditLog(self.transactions)
+        self.usage = UsageLedger(self.transactions)
         self.owner = secrets.token_hex(8)  # this process, as the holder of its turns' pending replies
 
     @property

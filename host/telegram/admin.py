@@ -36,8 +36,11 @@ async def register_commands(bot: Bot, admins: frozenset[int]) -> None:
 
 
 async def admin_command(service: Service, bot: Bot, message: Incoming, target: Target) -> None:
-    """/block and /unblock USER_ID, /reload, for an admin."""
+    """/block and /unblock USER_ID, /reload, /stats, for an admin."""
     name = message.text
+    if name == "stats":
+        await send_html(bot, target, html.escape((await service.stats()).text))
+        return
     if name == "reload":
         await send_html(bot, target, html.escape(await reload_text(service, message.user_id)))
         return

@@ -4,6 +4,8 @@ wrong one (refusals logged at most once a minute per reason).
 
     POST /api/admin/users/{id}/block      {"user_id": 42, "outcome": "blocked" | "already" | "admin"}
     POST /api/admin/users/{id}/unblock    {"user_id": 42, "unblocked": true | false}
+    GET  /api/admin/stats                 {"users", "blocked", "active_today", "running_now", "today": {"tokens",
+                                          "turns", "llm_calls", "tool_calls", "seconds"}}
     POST /api/admin/reload                {"started": [...], "restarted": [...], "stopped": [...], "kept": [...]}
                                           or 422 {"error": why mcp_servers.json did not load; nothing changed}
 """
@@ -70,7 +72,11 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
             return JSONResponse({"error": reload_refusal(error)}, 422)
         return JSONResponse(asdict(reloaded))
 
+    async def stats(_request: Request) -> Response:
+        return JSONResponse(asdict(await service.stats()))
+
     return [
+        Route(f"{PREFIX}/stats", guarded(stats), methods=["GET"]),
         Route(f"{PREFIX}/users/{{user_id}}/block", guarded(block), methods=["POST"]),
         Route(f"{PREFIX}/users/{{user_id}}/unblock", guarded(unblock), methods=["POST"]),
         Route(f"{PREFIX}/reload", guarded(reload), methods=["POST"]),

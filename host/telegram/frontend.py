@@ -115,6 +115,8 @@ class FrontEnd:
             return NOT_ALLOWED
         if refusal.reason == "empty":
             return NO_TEXT.format(username=self.bot.username)
+        if refusal.budget is not None:
+            return refusal.budget.text
         return RATE_LIMITED.format(seconds=refusal.seconds)
 
     async def abandon(self, message: Incoming) -> None:
@@ -203,6 +205,8 @@ class FrontEnd:
             await admin_command(self.service, self.bot, message, target)
         elif name in SETTINGS_COMMANDS or (name == "reset" and message.args):
             await self._settings_command(message, target)
+        elif name == "usage":
+            await self._tell(target, (await self.service.usage_of(message.user_id)).text)
         elif name == "forget":
             await forget.ask(self.bot, message, target)
         elif name == "reset":

@@ -23,12 +23,14 @@ COMMANDS = {
     "model": "choose the model for this chat",
     "temperature": "set how varied answers are, 0 to 2",
     "system": "your own standing instructions for this chat (/system off clears them)",
+    "usage": "the tokens you used today and your daily budget",
     "forget": "delete everything the bot keeps of you (it asks first)",
 }
 ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/telegram/admin.py)
     "block": "block a user: /block USER_ID",
     "unblock": "unblock a user: /unblock USER_ID",
     "reload": "read mcp_servers.json again: changed servers restart, the others keep running",
+    "stats": "today's users, messages, model and tool calls, response time and tokens",
 }
 
 Kind = Literal["command", "text", "unreadable", "too_long", "callback"]

@@ -20,7 +20,7 @@ from host.engine.loop import Engine, EngineSettings
 from host.mcp.config import load_servers
 from host.mcp.registry import Registry
 from host.ratelimit import MemoryRateLimiter
-from host.service import Access, ChatQueues, Refused, Request, Service, TurnFinished
+from host.service import Access, Budgets, ChatQueues, Refused, Request, Service, TurnFinished
 from host.storage import ConversationStore
 from host.storage.models import Message, utcnow
 from tests.conftest import ROOT, peer_server
@@ -65,6 +65,8 @@ async def service_for(
     access: Access | None = None,
     retention_days: int = 0,
     data_dir: Path | None = None,
+    budgets: Budgets | None = None,
+    audit_tool_calls: bool = False,
 ) -> AsyncIterator[Service]:
     config = tmp_path / "mcp_servers.json"
     config.write_text(json.dumps({"mcpServers": servers or {}}))
@@ -86,6 +88,8 @@ async def service_for(
                 access=access,
                 retention_days=retention_days,
                 data_dir=data_dir,
+                budgets=budgets,
+                audit_tool_calls=audit_tool_calls,
             )  # type: ignore[arg-type]
 
 
