@@ -142,7 +142,7 @@ class Service:
                 await anyio.to_thread.run_sync(shutil.rmtree, path)
                 folders += 1
         log.info("user_forgotten", messages=messages, folders=folders)
-        await self.store.audit.record(user_id, "forget", user_id, messages=messages, folders=folders)
+        await self.store.audit.record(None, "forget", messages=messages, folders=folders)  # without whom: forgotten
         return Forgotten(messages, folders)
 
     def _inside_data_dir(self, path: str) -> bool:

@@ -6,7 +6,16 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from host.storage.models import ChatSettings, Conversation, Message, RefusalNotice, UsageDay, User
+from host.storage.models import (
+    AuditEntry,
+    BroadcastRecipient,
+    ChatSettings,
+    Conversation,
+    Message,
+    RefusalNotice,
+    UsageDay,
+    User,
+)
 
 
 def delete_messages_before(connection: Connection, before: datetime, batch: int) -> int:
@@ -28,8 +37,9 @@ def delete_empty_reset(connection: Connection, before: datetime) -> None:
 
 def delete_user(connection: Connection, user_id: int) -> int:
     """Everything kept of a user: their private chat (every conversation, the bot's answers and the replies owed
-    with it), their messages in groups, their private chat's settings, their user row, refusal notices and usage. The
-    blocklist stays (an admin's decision). How many messages were deleted."""
+    with it), their messages in groups, their private chat's settings, their user row, refusal notices, usage,
+    broadcast deliveries and the audit entries of what they did (tool calls, exports). The blocklist and the audit
+    entries of admins' actions on them stay (an admin's decision). How many messages were deleted."""
     private = select(Conversation.id).where(Conversation.chat_id == user_id)
     deleted = connection.execute(
         delete(Message).where(Message.conversation_id.in_(private) | (Message.user_id == user_id))
@@ -39,6 +49,8 @@ def delete_user(connection: Connection, user_id: int) -> int:
     connection.execute(delete(User).where(User.id == user_id))
     connection.execute(delete(RefusalNotice).where(RefusalNotice.user_id == user_id))
     connection.execute(delete(UsageDay).where(UsageDay.user_id == user_id))
+    connection.execute(delete(BroadcastRecipient).where(BroadcastRecipient.user_id == user_id))
+    connection.execute(delete(AuditEntry).where(AuditEntry.actor == user_id))
     return int(deleted or 0)
 
 
