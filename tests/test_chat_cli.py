@@ -153,7 +153,7 @@ def test_in_a_terminal_ctrl_c_stops_the_answer_and_ctrl_d_ends_the_chat(tmp_path
     assert "mcp_server_connected" not in terminal.output  # INFO lines stay out of the conversation
 
 
-def test_the_operator_blocks_users_and_reloads_the_servers_from_the_terminal(tmp_path: Path) -> None:
+def test_the_operator_blocks_users_sees_the_stats_and_reloads_the_servers_from_the_terminal(tmp_path: Path) -> None:
     with ScriptedModelServer() as model:
         terminal = Terminal(tmp_path, model)
         try:
@@ -166,6 +166,10 @@ def test_the_operator_blocks_users_and_reloads_the_servers_from_the_terminal(tmp
             seen = terminal.wait_for("Unblocked.", after=seen)
             terminal.type("/block someone\n")
             seen = terminal.wait_for("Usage: /block USER_ID", after=seen)
+            terminal.type("/stats\n")
+            seen = terminal.wait_for("Users: 0 (0 blocked), active today: 0", after=seen)
+            terminal.type("/usage\n")
+            seen = terminal.wait_for("Today (UTC) you used 0 tokens in 0 answers", after=seen)
             (tmp_path / "mcp_servers.json").write_text(
                 json.dumps({"mcpServers": {"ours": peer_server(), "more": peer_server()}})
             )
