@@ -343,8 +343,8 @@ class Service:
 
     # -- usage (host.service.usage) -----------------------------------------------------------------------------
     async def usage_of(self, user_id: int | None) -> UsageView:
-        """The user's tokens and calls today, and their budget."""
-        return await self.usage.of_user(user_id)
+        """The user's tokens and calls today, and their budget (admins and the terminal have none)."""
+        return await self.usage.of_user(user_id, budgeted=user_id is not None and not self.is_admin(user_id))
 
     async def stats(self) -> Stats:
         """The admin's figures for today, across replicas (the running turns are this process's)."""

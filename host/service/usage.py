@@ -137,9 +137,9 @@ class Usage:
         except StorageError as error:
             log.warning("usage_not_recorded", error=str(error), tokens=spent.tokens)
 
-    async def of_user(self, user_id: int | None) -> UsageView:
+    async def of_user(self, user_id: int | None, *, budgeted: bool = True) -> UsageView:
         spent = await self.ledger.of_user(TERMINAL_USER if user_id is None else user_id, today())
-        return UsageView(spent, self.budgets.per_user, seconds_to_reset())
+        return UsageView(spent, self.budgets.per_user if budgeted else 0, seconds_to_reset())
 
     async def stats(self, running_now: int) -> Stats:
         totals = await self.ledger.day(today())

@@ -43,6 +43,7 @@ async def test_a_turn_is_counted_by_estimate_and_a_user_over_budget_is_told_when
         assert await service.admit(Request(chat_id=0, text="hi"), turn=True) is None  # the terminal
         assert await service.admit(Request(chat_id=1, text="/usage", user_id=1, update_id=3), turn=False) is None
         assert "Your daily budget is 50 tokens: 0 left." in (await service.usage_of(1)).text
+        assert "There is no daily budget." in (await service.usage_of(9)).text  # admins have none
 
 
 async def test_the_global_budget_stops_everyone_and_stats_sum_the_day(tmp_path: Path) -> None:
