@@ -26,6 +26,8 @@ from host.mcp.registry import Registry, Reloaded
 from host.ratelimit import RateLimiter
 from host.redact import redact_clipped
 from host.service import status
+from host.service.export import MAX_BYTES as MAX_EXPORT_BYTES
+from host.service.export import ExportFiles, export_files
 from host.service.gate import Access, Gate, Refused, Request
 from host.service.preferences import ChatSettingsView, Preferences, SettingRefused, Who
 from host.storage import ConversationStore, StoredMessage
@@ -329,3 +331,24 @@ class Service:
     async def readiness(self) -> status.Readiness:
         """For probes anyone may send: the model is asked only for its list of models, never for a completion."""
         return await status.readiness(self.registry, self.store.healthy, lambda: self.model.healthy(generate=False))
+
+    # -- /export ----------------------------------------------------------------------------------------------
+    async def export(self, user_id: int | None, chat_id: int | None = None) -> ExportFiles:
+        """Everything the user may take away (host.storage.export), as a JSON and a Markdown file: their private
+        chat (or, for the operator, user None, the terminal's `chat_id`, default 0) and their messages in groups.
+        The audit log records the counts and sizes, never content."""
+        private_chat = chat_id if chat_id is not None else (user_id or 0)
+        exported = await self.store.exports.of_user(user_id, private_chat, MAX_EXPORT_BYTES)
+        files = export_files(exported, user_id, datetime.now(UTC), MAX_EXPORT_BYTES)
+        log.info("user_exported", messages=files.messages, cut=files.cut)
+        await self.store.audit.record(
+            user_id,
+            "export",
+            user_id,
+            conversations=files.conversations,
+            messages=files.messages,
+            cut=files.cut,
+            json_bytes=len(files.json),
+            markdown_bytes=len(files.markdown),
+        )
+        return files

@@ -24,6 +24,7 @@ COMMANDS = {
     "temperature": "set how varied answers are, 0 to 2",
     "system": "your own standing instructions for this chat (/system off clears them)",
     "forget": "delete everything the bot keeps of you (it asks first)",
+    "export": "your conversations as files (JSON and Markdown), in the private chat",
 }
 ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/telegram/admin.py)
     "block": "block a user: /block USER_ID",
