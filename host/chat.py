@@ -126,7 +126,7 @@ async def _block_or_unblock(app: App, text: str) -> None:
 async def _export(app: App, chat_id: int, folder: str) -> None:
     """/export [FOLDER]: the terminal chat's history (every conversation, /reset ones too) as the two files /export
     sends in Telegram, written into FOLDER (default the current directory); their paths."""
-    files = await app.service.export(None, chat_id)
+    files = await app.service.export(None, terminal_chat=chat_id)
     if files.messages == 0:
         print("There is nothing to export: this chat has no messages.", file=sys.stderr)
         return

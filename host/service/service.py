@@ -333,11 +333,11 @@ class Service:
         return await status.readiness(self.registry, self.store.healthy, lambda: self.model.healthy(generate=False))
 
     # -- /export ----------------------------------------------------------------------------------------------
-    async def export(self, user_id: int | None, chat_id: int | None = None) -> ExportFiles:
+    async def export(self, user_id: int | None, *, terminal_chat: int = 0) -> ExportFiles:
         """Everything the user may take away (host.storage.export), as a JSON and a Markdown file: their private
-        chat (or, for the operator, user None, the terminal's `chat_id`, default 0) and their messages in groups.
-        The audit log records the counts and sizes, never content."""
-        private_chat = chat_id if chat_id is not None else (user_id or 0)
+        chat and their messages in groups; for the operator (user None) the terminal's chat. The audit log records
+        the counts and sizes, never content."""
+        private_chat = user_id if user_id is not None else terminal_chat
         exported = await self.store.exports.of_user(user_id, private_chat, MAX_EXPORT_BYTES)
         files = export_files(exported, user_id, datetime.now(UTC), MAX_EXPORT_BYTES)
         log.info("user_exported", messages=files.messages, cut=files.cut)

@@ -46,3 +46,18 @@ def test_a_cut_export_says_so_in_both_files() -> None:
     note = "Older messages were left out: the export holds the newest 2 MB of content."
     assert json.loads(files.json)["note"] == note and files.cut
     assert f"> {note}" in files.markdown.decode() and "for the terminal" in files.markdown.decode()
+
+
+def test_topics_other_roles_and_a_call_without_a_function_still_read() -> None:
+    odd = [
+        ExportedMessage("system", "be brief", None, None, AT),
+        ExportedMessage("assistant", None, [{"id": "c2"}], None, AT),
+    ]
+    in_topic = ExportedConversation(2, -100, 7, False, AT, None, odd)
+    files = export_files(Exported([in_topic], cut=False), 42, AT)
+    markdown = files.markdown.decode()
+    assert "## Group -100 (your messages only), topic 7: started" in markdown
+    assert "*system* (2026-12-04 09:30 UTC):\n\nbe brief" in markdown and "- tool call `?` with `{}`" in markdown
+    assert json.loads(files.json)["conversations"][0]["messages"][1]["tool_calls"] == [
+        {"id": "c2", "name": "?", "arguments": None}
+    ]

@@ -46,6 +46,9 @@ def test_export_sends_the_users_history_as_two_documents_and_nothing_to_a_group(
         api.fail("sendDocument", 502, "Bad Gateway")
         api.push_message(USER, "/export")
         bot.wait_until(lambda: api.texts(USER)[-1:] == [NOT_SENT])
+        api.fail("sendDocument", 403, "Forbidden: bot was blocked by the user")
+        api.push_message(USER, "/export")
+        bot.wait_until(lambda: '"chat_unreachable"' in bot.log)
         without = audit(port, token=None)
         wrong = audit(port, token="f" * 32)
         bad = [
@@ -65,14 +68,15 @@ def test_export_sends_the_users_history_as_two_documents_and_nothing_to_a_group(
     assert json_file["caption"] and markdown_file["caption"]
     assert api.texts(GROUP)[-1] == ONLY_PRIVATE and api.documents(GROUP) == []
     assert api.texts(STRANGER) == [NOTHING]
+    assert api.texts(USER)[-1] == NOT_SENT and api.texts(USER).count(NOT_SENT) == 1  # nobody to tell when blocked
     with sqlite3.connect(tmp_path / "data" / "mcpbot.db") as database:
         rows = database.execute("SELECT actor, subject, detail FROM audit_log WHERE action = 'export'").fetchall()
-    assert [(actor, subject) for actor, subject, _ in rows] == [(USER, USER), (STRANGER, STRANGER), (USER, USER)]
+    assert [(actor, subject) for actor, subject, _ in rows] == [(USER, USER), (STRANGER, STRANGER), *[(USER, USER)] * 2]
     first = json.loads(rows[0][2])
     assert (first["messages"], first["conversations"], first["cut"]) == (3, 2, False)
     assert first["json_bytes"] == len(json_file["data"]) and first["markdown_bytes"] == len(markdown_file["data"])
     assert all("heron" not in detail and "fox" not in detail for _, _, detail in rows)
     assert (without.status_code, wrong.status_code, bad) == (401, 403, [400, 400, 400, 400])
-    assert [(entry["action"], entry["subject"]) for entry in entries] == [("export", USER), ("export", STRANGER)]
+    assert [(entry["action"], entry["subject"]) for entry in entries] == [("export", USER), ("export", USER)]
     assert entries[0]["detail"]["messages"] == 3 and entries[0]["at"].endswith("+00:00")
-    assert len(default) == 3
+    assert len(default) == 4 and default[2]["subject"] == STRANGER

@@ -111,11 +111,13 @@ async def test_documents_are_kept_with_their_name_and_caption_up_to_50_mb(api: F
             sent = await bot.send_document(42, InputFile(b'{"a": 1}', filename="a.json"), caption="yours")
             with pytest.raises(NetworkError, match="Request Entity Too Large"):  # Telegram's 413; PTB raises this
                 await bot.send_document(42, InputFile(b"x" * (MAX_UPLOAD_BYTES + 1), filename="big.bin"))
+            with pytest.raises(BadRequest, match="multipart uploads only"):
+                await bot.send_document(42, "a-file-id")
             with pytest.raises(BadRequest, match="caption is too long"):
                 await bot.send_document(42, InputFile(b"x", filename="c.txt"), caption="c" * 1025)
     assert sent.document is not None and sent.document.file_name == "a.json" and sent.caption == "yours"
     assert api.documents(42) == [{"file_name": "a.json", "data": b'{"a": 1}', "caption": "yours"}]
-    assert [call.status for call in api.calls_of("sendDocument")] == [200, 413, 400]
+    assert [call.status for call in api.calls_of("sendDocument")] == [200, 413, 400, 400]
 
 
 async def test_draft_refused_outside_private_chats(api: FakeBotAPI) -> None:
