@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Coroutine
 from contextlib import aclosing
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import anyio
@@ -32,7 +33,8 @@ from host.service import (
 HELP = (
     "Commands: /reset (new conversation), /tools, /servers (and the model), /settings, /model NAME,"
     " /temperature X, /system TEXT (or off), /reset settings, /block ID and /unblock ID (Telegram users),"
-    " /reload (mcp_servers.json), /usage (today), /stats (everyone today), /exit. Anything else goes to the model."
+    " /reload (mcp_servers.json), /usage (today), /stats (everyone today), /export [FOLDER] (this conversation's"
+    " history as JSON and Markdown files), /exit. Anything else goes to the model."
 )
 
 
@@ -99,6 +101,8 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
         print((await app.service.usage_of(None)).text, file=sys.stderr)
     elif text == "/stats":
         print((await app.service.stats()).text, file=sys.stderr)
+    elif name == "/export":
+        await _export(app, chat_id, args)
     elif text == "/reload":
         print(f"Reloaded {app.settings.mcp_servers_config}: {(await app.service.reload()).summary()}.", file=sys.stderr)
     elif text.startswith("/") and text != "/":
@@ -121,6 +125,23 @@ async def _block_or_unblock(app: App, text: str) -> None:
         )
     else:
         print("Unblocked." if await app.service.unblock(user_id, None) else "Was not blocked.", file=sys.stderr)
+
+
+async def _export(app: App, chat_id: int, folder: str) -> None:
+    """/export [FOLDER]: the terminal chat's history (every conversation, /reset ones too) as the two files /export
+    sends in Telegram, written into FOLDER (default the current directory); their paths."""
+    files = await app.service.export(None, terminal_chat=chat_id)
+    if files.messages == 0:
+        print("There is nothing to export: this chat has no messages.", file=sys.stderr)
+        return
+    stem = f"mcpbot-export-chat{chat_id}-{datetime.now(UTC).date().isoformat()}"
+    try:
+        for suffix, data in (("json", files.json), ("md", files.markdown)):
+            path = anyio.Path(folder or ".") / f"{stem}.{suffix}"
+            await path.write_bytes(data)
+            print(f"wrote {await path.absolute()} ({len(data):,} bytes)", file=sys.stderr)
+    except OSError as error:
+        print(f"Could not write the export: {error.strerror or error} ({error.filename or folder})", file=sys.stderr)
 
 
 async def _settings(app: App, chat_id: int, name: str, args: str) -> None:

@@ -233,3 +233,39 @@ def test_the_chat_settings_commands_choose_what_the_next_turn_sends(tmp_path: Pa
     ]
     assert sent[0][2].endswith("<user-preferences>\nReply in haiku.\n</user-preferences>")
     assert "user-preferences" not in sent[2][2]
+
+
+def test_export_writes_the_terminal_chats_history_into_a_folder(tmp_path: Path) -> None:
+    """/export FOLDER at the terminal: the two files of Telegram's /export for this chat, with their paths; an empty
+    chat has nothing to export and a folder that does not exist is a clear message."""
+
+    def chat(lines: list[str], model: ScriptedModelServer, chat_id: int = 3) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "host", "chat", "--chat-id", str(chat_id)],
+            cwd=ROOT,
+            env=chat_env(tmp_path, model, servers={}, LOG_LEVEL="ERROR"),
+            input="".join(line + "\n" for line in lines),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with ScriptedModelServer() as model:
+        model.always(Reply(text="Noted."))
+        done = chat(
+            ["remember the lighthouse", "/reset", "/export " + str(out), "/export " + str(tmp_path / "no")], model
+        )
+        empty = chat(["/export " + str(out)], model, chat_id=4)
+    assert done.returncode == 0, done.stderr
+    written = sorted(out.iterdir())
+    assert [path.suffix for path in written] == [".json", ".md"]
+    assert f"wrote {written[0]}" in done.stderr and f"wrote {written[1]}" in done.stderr
+    document = json.loads(written[0].read_bytes())
+    conversation = document["conversations"][0]
+    assert document["user_id"] is None and conversation["reset_at"] is not None
+    assert [message["text"] for message in conversation["messages"]] == ["remember the lighthouse", "Noted."]
+    assert "**You**" in written[1].read_text() and "lighthouse" in written[1].read_text()
+    assert "Could not write the export: No such file or directory" in done.stderr
+    assert "There is nothing to export" in empty.stderr

@@ -7,6 +7,7 @@ turn yields are imported from here. Imports the engine, the MCP registry, storag
 
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ReasoningDelta, TextDelta
+from host.service.export import ExportFiles
 from host.service.gate import Access, Refused, Request, parse_user_id
 from host.service.preferences import MAX_SYSTEM_CHARS, ChatSettingsView, SettingRefused, Who
 from host.service.queues import ChatQueues
@@ -23,6 +24,7 @@ __all__ = [
     "ChatQueues",
     "ChatSettingsView",
     "EngineEvent",
+    "ExportFiles",
     "Orphan",
     "OverBudget",
     "Readiness",

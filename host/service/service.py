@@ -27,10 +27,13 @@ from host.mcp.registry import Registry, Reloaded
 from host.ratelimit import RateLimiter
 from host.redact import redact_clipped
 from host.service import status
+from host.service.export import MAX_BYTES as MAX_EXPORT_BYTES
+from host.service.export import ExportFiles, export_files
 from host.service.gate import Access, Gate, Refused, Request
 from host.service.preferences import ChatSettingsView, Preferences, SettingRefused, Who
 from host.service.usage import Budgets, Stats, Usage, UsageView
 from host.storage import ConversationStore, StoredMessage
+from host.storage.audit import Audited
 from host.storage.pending import Orphan
 from host.storage.usage import Spent
 
@@ -364,6 +367,31 @@ class Service:
     async def readiness(self) -> status.Readiness:
         """For probes anyone may send: the model is asked only for its list of models, never for a completion."""
         return await status.readiness(self.registry, self.store.healthy, lambda: self.model.healthy(generate=False))
+
+    async def audit_log(self, limit: int) -> list[Audited]:
+        """The newest audit entries, newest first, for the admin API."""
+        return await self.store.audit.recent(limit)
+
+    # -- /export ----------------------------------------------------------------------------------------------
+    async def export(self, user_id: int | None, *, terminal_chat: int = 0) -> ExportFiles:
+        """Everything the user may take away (host.storage.export), as a JSON and a Markdown file: their private
+        chat and their messages in groups; for the operator (user None) the terminal's chat. The audit log records
+        the counts and sizes, never content."""
+        private_chat = user_id if user_id is not None else terminal_chat
+        exported = await self.store.exports.of_user(user_id, private_chat, MAX_EXPORT_BYTES)
+        files = export_files(exported, user_id, datetime.now(UTC), MAX_EXPORT_BYTES)
+        log.info("user_exported", messages=files.messages, cut=files.cut)
+        await self.store.audit.record(
+            user_id,
+            "export",
+            user_id,
+            conversations=files.conversations,
+            messages=files.messages,
+            cut=files.cut,
+            json_bytes=len(files.json),
+            markdown_bytes=len(files.markdown),
+        )
+        return files
 
 
 def _spent(finished: TurnFinished, seconds: float) -> Spent:

@@ -26,6 +26,7 @@ from host.storage import access, pending, retention
 from host.storage import preferences as chat_settings
 from host.storage.audit import AuditLog
 from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
+from host.storage.export import Exports
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
 from host.storage.sealing import Sealer, attach
 from host.storage.transactions import Transactions, translated
@@ -68,6 +69,7 @@ class ConversationStore:
         self._write = self.transactions.write
         self.audit = AuditLog(self.transactions)
         self.usage = UsageLedger(self.transactions)
+        self.exports = Exports(self.transactions)
         self.owner = secrets.token_hex(8)  # this process, as the holder of its turns' pending replies
 
     @property

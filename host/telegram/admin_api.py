@@ -8,6 +8,8 @@ wrong one (refusals logged at most once a minute per reason).
                                           "turns", "llm_calls", "tool_calls", "seconds"}}
     POST /api/admin/reload                {"started": [...], "restarted": [...], "stopped": [...], "kept": [...]}
                                           or 422 {"error": why mcp_servers.json did not load; nothing changed}
+    GET  /api/admin/audit?limit=N         {"entries": [{"at", "actor", "action", "subject", "detail"}, ...]}, the
+                                          newest N (default 50, at most 500) first; 400 for another limit
 """
 
 import hmac
@@ -26,6 +28,7 @@ from host.telegram.admin import reload_refusal
 from host.telegram.webserver import refused
 
 PREFIX = "/api/admin"
+AUDIT_LIMIT, MAX_AUDIT_LIMIT = 50, 500
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -72,10 +75,31 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
             return JSONResponse({"error": reload_refusal(error)}, 422)
         return JSONResponse(asdict(reloaded))
 
+    async def audit(request: Request) -> Response:
+        given = request.query_params.get("limit", str(AUDIT_LIMIT))
+        if not (given.isascii() and given.isdigit() and len(given) <= 3 and 1 <= int(given) <= MAX_AUDIT_LIMIT):
+            return JSONResponse({"error": f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}"}, 400)
+        entries = await service.audit_log(int(given))
+        return JSONResponse(
+            {
+                "entries": [
+                    {
+                        "at": entry.at.isoformat(),
+                        "actor": entry.actor,
+                        "action": entry.action,
+                        "subject": entry.subject,
+                        "detail": entry.detail,
+                    }
+                    for entry in entries
+                ]
+            }
+        )
+
     async def stats(_request: Request) -> Response:
         return JSONResponse(asdict(await service.stats()))
 
     return [
+        Route(f"{PREFIX}/audit", guarded(audit), methods=["GET"]),
         Route(f"{PREFIX}/stats", guarded(stats), methods=["GET"]),
         Route(f"{PREFIX}/users/{{user_id}}/block", guarded(block), methods=["POST"]),
         Route(f"{PREFIX}/users/{{user_id}}/unblock", guarded(unblock), methods=["POST"]),

@@ -33,6 +33,7 @@ from host.service import (
 )
 from host.telegram import forget
 from host.telegram.admin import admin_command
+from host.telegram.export import send_export
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
 from host.telegram.reply import Reply
 from host.telegram.send import Target, send_html
@@ -209,6 +210,8 @@ class FrontEnd:
             await self._tell(target, (await self.service.usage_of(message.user_id)).text)
         elif name == "forget":
             await forget.ask(self.bot, message, target)
+        elif name == "export":
+            await send_export(self.service, self.bot, message, target)
         elif name == "reset":
             await self.service.reset(message.chat_id, message.topic_id)
             text = "Started a new conversation. I no longer see the earlier messages."

@@ -25,6 +25,7 @@ COMMANDS = {
     "system": "your own standing instructions for this chat (/system off clears them)",
     "usage": "the tokens you used today and your daily budget",
     "forget": "delete everything the bot keeps of you (it asks first)",
+    "export": "your conversations as files (JSON and Markdown), in the private chat",
 }
 ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/telegram/admin.py)
     "block": "block a user: /block USER_ID",

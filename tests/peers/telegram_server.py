@@ -13,6 +13,7 @@ thread of its own; every helper is thread-safe. Imports nothing from the host.
         api.drop("getUpdates")                                 # the next poll gets its connection closed
         api.push_update({"message": {"message_id": 1, "text": "no date, no chat"}})  # a malformed update
         assert api.commands[0]["command"] == "start"
+        api.documents(42)[0]["data"]                           # a file the bot sent with sendDocument
 
 Like Telegram it checks the token (401), rejects unknown methods (404), validates parse_mode="HTML" text
 (unknown or unbalanced tags, 400 "can't parse entities"), counts the 4096 limit in UTF-16 code units, answers
@@ -45,6 +46,8 @@ from starlette.routing import Route
 from tests.peers.threaded_server import ThreadedServer
 
 MAX_TEXT_LENGTH = 4096
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload (sendDocument)
+MAX_CAPTION_LENGTH = 1024
 SEND_METHODS = ("sendMessage", "editMessageText", "sendMessageDraft")
 
 # Form-encoded parameters that are strings even when they look like JSON (PTB sends str values as they are).
@@ -250,6 +253,7 @@ class FakeBotAPI:
         self._deleted: set[tuple[int | str, int]] = set()
         self._injected: dict[str, list[Fault]] = {}
         self._files: dict[str, tuple[str, bytes]] = {}
+        self._documents: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {"url": "", "secret_token": None}
         self.actions: list[tuple[int | str, str]] = []
@@ -262,6 +266,7 @@ class FakeBotAPI:
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
             "sendMessageDraft": self._send_message_draft,
+            "sendDocument": self._send_document,
             "deleteMessage": self._delete_message,
             "sendChatAction": self._send_chat_action,
             "setMyCommands": self._set_my_commands,
@@ -477,6 +482,16 @@ class FakeBotAPI:
         """The visible text (HTML parsed) of each message of the bot in a chat, after edits and deletions."""
         return [message["text"] for message in self.messages(chat_id)]
 
+    def documents(self, chat_id: int | str) -> list[dict[str, Any]]:
+        """Each document the bot sent to a chat (sendDocument), in order, as {"file_name", "data" (bytes),
+        "caption"}."""
+        with self._lock:
+            return [
+                {key: document[key] for key in ("file_name", "data", "caption")}
+                for document in self._documents
+                if document["chat_id"] == chat_id
+            ]
+
     def raw_texts(self, chat_id: int | str) -> list[str]:
         """The text of each message of the bot in a chat as last sent (HTML markup kept)."""
         return [message["_raw_text"] for message in self.messages(chat_id)]
@@ -621,7 +636,8 @@ class FakeBotAPI:
             async with request.form() as form:
                 for key, value in form.multi_items():
                     if isinstance(value, UploadFile):
-                        params[key] = {"filename": value.filename, "size": len(await value.read())}
+                        data = await value.read()
+                        params[key] = {"filename": value.filename, "size": len(data), "data": data}
                     else:
                         params[key] = _coerce(key, value)
         chat_id = params.get("chat_id")
@@ -799,6 +815,40 @@ class FakeBotAPI:
         self._content(params, too_long="Bad Request: message is too long", allow_empty=True)
         self._record_sent("sendMessageDraft", chat_id, None, params)
         return True
+
+    def _send_document(self, params: dict[str, Any]) -> dict[str, Any]:
+        """An uploaded file (multipart), kept with its name and caption; over MAX_UPLOAD_BYTES Telegram answers 413.
+        A file_id or URL instead of an upload is refused: the fake has no files to resend."""
+        chat_id = self._required(params, "chat_id")
+        upload = params.get("document")
+        if not isinstance(upload, dict):
+            raise ApiError(400, "Bad Request: the fake Bot API takes documents as multipart uploads only")
+        if upload["size"] > MAX_UPLOAD_BYTES:
+            raise ApiError(413, "Request Entity Too Large")
+        caption = str(params.get("caption") or "")
+        if utf16_len(caption) > MAX_CAPTION_LENGTH:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        message_id = self._next_message_id(chat_id)
+        file_id = f"document-{len(self._documents) + 1}"
+        self._documents.append(
+            {"chat_id": chat_id, "file_name": upload["filename"], "data": upload["data"], "caption": caption}
+        )
+        document = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_name": upload["filename"],
+            "file_size": upload["size"],
+        }
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self.bot_user,
+            "document": document,
+        }
+        if caption:
+            message["caption"] = caption
+        return message
 
     def _delete_message(self, params: dict[str, Any]) -> bool:
         key = (self._required(params, "chat_id"), int(self._required(params, "message_id")))

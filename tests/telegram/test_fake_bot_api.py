@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx
 import pytest
-from telegram import Bot, BotCommand, Update
-from telegram.error import BadRequest, InvalidToken, RetryAfter
+from telegram import Bot, BotCommand, InputFile, Update
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 from telegram.request import HTTPXRequest
 
-from tests.peers.telegram_server import ApiError, FakeBotAPI, parse_html
+from tests.peers.telegram_server import MAX_UPLOAD_BYTES, ApiError, FakeBotAPI, parse_html
 
 pytestmark = pytest.mark.anyio
 
@@ -103,6 +103,21 @@ async def test_sending_editing_and_validation(api: FakeBotAPI) -> None:
         assert api.sent(5)[3]["params"] == {"chat_id": 5, "draft_id": 1, "text": "thinking"}
         assert await bot.send_chat_action(5, "typing")
         assert api.actions == [(5, "typing")]
+
+
+async def test_documents_are_kept_with_their_name_and_caption_up_to_50_mb(api: FakeBotAPI) -> None:
+    with anyio.fail_after(60):
+        async with _bot(api) as bot:
+            sent = await bot.send_document(42, InputFile(b'{"a": 1}', filename="a.json"), caption="yours")
+            with pytest.raises(NetworkError, match="Request Entity Too Large"):  # Telegram's 413; PTB raises this
+                await bot.send_document(42, InputFile(b"x" * (MAX_UPLOAD_BYTES + 1), filename="big.bin"))
+            with pytest.raises(BadRequest, match="multipart uploads only"):
+                await bot.send_document(42, "a-file-id")
+            with pytest.raises(BadRequest, match="caption is too long"):
+                await bot.send_document(42, InputFile(b"x", filename="c.txt"), caption="c" * 1025)
+    assert sent.document is not None and sent.document.file_name == "a.json" and sent.caption == "yours"
+    assert api.documents(42) == [{"file_name": "a.json", "data": b'{"a": 1}', "caption": "yours"}]
+    assert [call.status for call in api.calls_of("sendDocument")] == [200, 413, 400, 400]
 
 
 async def test_draft_refused_outside_private_chats(api: FakeBotAPI) -> None:
