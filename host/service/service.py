@@ -379,7 +379,7 @@ class Service:
         the counts and sizes, never content."""
         private_chat = user_id if user_id is not None else terminal_chat
         exported = await self.store.exports.of_user(user_id, private_chat, MAX_EXPORT_BYTES)
-        files = export_files(exported, user_id, datetime.now(UTC), MAX_EXPORT_BYTES)
+        files = await anyio.to_thread.run_sync(export_files, exported, user_id, datetime.now(UTC), MAX_EXPORT_BYTES)
         log.info("user_exported", messages=files.messages, cut=files.cut)
         await self.store.audit.record(
             user_id,
