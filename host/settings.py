@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     recover_window_seconds: float = Field(default=600.0, ge=0)
     # messages older than this many days are deleted by a background job (0: kept forever)
     retention_days: int = Field(default=30, ge=0)
+    # messages a second a broadcast sends, all broadcasts of the process together (Telegram allows about 30)
+    broadcast_per_second: int = Field(default=25, ge=1, le=30)
 
     @field_validator("admin_user_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod

@@ -7,20 +7,27 @@ turn yields are imported from here. Imports the engine, the MCP registry, storag
 
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ReasoningDelta, TextDelta
+from host.service.broadcasts import Broadcasting, BroadcastRefused, Started
 from host.service.gate import Access, Refused, Request, parse_user_id
 from host.service.preferences import MAX_SYSTEM_CHARS, ChatSettingsView, SettingRefused, Who
 from host.service.queues import ChatQueues
 from host.service.service import Service
 from host.service.status import Readiness, ServerStatus, ToolInfo
+from host.storage.broadcasts import Claimed, Outcome, Progress
 from host.storage.pending import Orphan
 
 __all__ = [
     "MAX_SYSTEM_CHARS",
     "Access",
+    "BroadcastRefused",
+    "Broadcasting",
     "ChatQueues",
     "ChatSettingsView",
+    "Claimed",
     "EngineEvent",
     "Orphan",
+    "Outcome",
+    "Progress",
     "Readiness",
     "ReasoningDelta",
     "Refused",
@@ -28,6 +35,7 @@ __all__ = [
     "ServerStatus",
     "Service",
     "SettingRefused",
+    "Started",
     "TextDelta",
     "ToolFinished",
     "ToolInfo",

@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -26,9 +27,11 @@ from host.mcp.registry import Registry, Reloaded
 from host.ratelimit import RateLimiter
 from host.redact import redact_clipped
 from host.service import status
+from host.service.broadcasts import Broadcasting, BroadcastRefused, Started
 from host.service.gate import Access, Gate, Refused, Request
 from host.service.preferences import ChatSettingsView, Preferences, SettingRefused, Who
 from host.storage import ConversationStore, StoredMessage
+from host.storage.broadcasts import Progress
 from host.storage.pending import Orphan
 
 log = structlog.get_logger("host.service")
@@ -329,3 +332,22 @@ class Service:
     async def readiness(self) -> status.Readiness:
         """For probes anyone may send: the model is asked only for its list of models, never for a completion."""
         return await status.readiness(self.registry, self.store.healthy, lambda: self.model.healthy(generate=False))
+
+    # -- broadcasts (host.service.broadcasts; sent by the front end's sender) ------------------------------------
+    @cached_property
+    def broadcasting(self) -> Broadcasting:
+        """The broadcasts' rows and the doorbell of this process's sender."""
+        return Broadcasting(self.store)
+
+    async def broadcast(self, text: str, by: int | None) -> Started | BroadcastRefused:
+        """Send `text` to every known user who neither blocked the bot nor is blocked, for an admin (None: the
+        operator); an empty text, or one over Telegram's 4096 characters, is refused. Audited with the number of
+        recipients, never the text."""
+        started = await self.broadcasting.start(text, by)
+        if isinstance(started, Started):
+            log.info("broadcast_created", broadcast=started.id, recipients=started.recipients, by=by)
+        return started
+
+    async def broadcast_progress(self, broadcast_id: int) -> Progress | None:
+        """A broadcast's counts by state; None when there is no such broadcast."""
+        return await self.broadcasting.progress(broadcast_id)

@@ -29,6 +29,7 @@ ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/tele
     "block": "block a user: /block USER_ID",
     "unblock": "unblock a user: /unblock USER_ID",
     "reload": "read mcp_servers.json again: changed servers restart, the others keep running",
+    "broadcast": "send a message to every user: /broadcast TEXT",
 }
 
 Kind = Literal["command", "text", "unreadable", "too_long", "callback"]
