@@ -184,13 +184,14 @@ def _progress(connection: Connection, broadcast_id: int) -> Progress | None:
     finished_at = connection.execute(select(Broadcast.finished_at).where(Broadcast.id == broadcast_id)).first()
     if finished_at is None:
         return None
-    counts = dict(
-        connection.execute(
+    counts: dict[str, int] = {
+        state: count
+        for state, count in connection.execute(
             select(BroadcastRecipient.state, func.count())
             .where(BroadcastRecipient.broadcast_id == broadcast_id)
             .group_by(BroadcastRecipient.state)
-        ).tuples()
-    )
+        )
+    }
     return Progress(
         id=broadcast_id,
         pending=counts.get("pending", 0),
