@@ -18,7 +18,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 
 from host.backoff import backoff
 from host.errors import StorageError
-from host.service import Claimed, Outcome, Progress, Service
+from host.service import Broadcasting, Claimed, Outcome, Progress
 from host.telegram.send import Target, retry_after_seconds, send_html
 
 log = structlog.get_logger("host.telegram")
@@ -54,8 +54,8 @@ class Pace:
 
 
 class Sender:
-    def __init__(self, service: Service, bot: Bot, per_second: int, *, alone: bool) -> None:
-        self.broadcasting = service.broadcasting
+    def __init__(self, broadcasting: Broadcasting, bot: Bot, per_second: int, *, alone: bool) -> None:
+        self.broadcasting = broadcasting
         self.bot = bot
         self.pace = Pace(per_second)
         self.alone = alone  # the only process (polling): any unfinished broadcast is its to send

@@ -179,7 +179,7 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
                 queues.submit((message.chat_id, message.topic_id), message)
 
         chores.start_soon(app.service.forget_old)
-        chores.start_soon(Sender(app.service, bot, settings.broadcast_per_second, alone=alone).run)
+        chores.start_soon(Sender(app.service.broadcasting, bot, settings.broadcast_per_second, alone=alone).run)
         await recovery.start(owed)  # before the first update is read: a chat's older message goes first
         chores.start_soon(recovery.keep, owed)
         source = (
