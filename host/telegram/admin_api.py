@@ -94,7 +94,7 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
         progress = await service.broadcast_progress(broadcast_id) if broadcast_id <= MAX_ID else None
         if progress is None:
             return JSONResponse({"error": "no such broadcast"}, 404)
-        return JSONResponse({"recipients": progress.recipients, **asdict(progress)})
+        return JSONResponse({"id": progress.id, "recipients": progress.recipients, **asdict(progress)})
 
     return [
         Route(f"{PREFIX}/users/{{user_id}}/block", guarded(block), methods=["POST"]),
