@@ -34,6 +34,8 @@ class BroadcastRefused:
 
 
 class Broadcasting:
+    """One process's broadcasts: created by its admins or the operator, claimed and sent by its sender."""
+
     def __init__(self, store: ConversationStore) -> None:
         self.store = store
         self._created = anyio.Event()
