@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     daily_token_budget: int = Field(default=0, ge=0)
     # write each tool call's server and tool name (never its arguments or result) to the audit log
     audit_tool_calls: bool = False
+    # messages a second a broadcast sends, all broadcasts of the process together (Telegram allows about 30)
+    broadcast_per_second: int = Field(default=25, ge=1, le=30)
 
     @field_validator("admin_user_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod

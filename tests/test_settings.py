@@ -112,3 +112,14 @@ def test_secret_key_is_optional_hidden_and_refused_when_weak(monkeypatch: pytest
     monkeypatch.setenv("SECRET_KEY", "short")
     with pytest.raises(ConfigError, match=r"SECRET_KEY: .*at least 16 characters"):
         load_settings()
+
+
+@pytest.mark.parametrize("value", ["0", "31"])
+def test_broadcasts_are_paced_within_what_telegram_allows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings().broadcast_per_second == 25
+    monkeypatch.setenv("BROADCAST_PER_SECOND", value)
+    with pytest.raises(ConfigError, match="invalid setting: BROADCAST_PER_SECOND"):
+        load_settings()

@@ -7,6 +7,7 @@ turn yields are imported from here. Imports the engine, the MCP registry, storag
 
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ReasoningDelta, TextDelta
+from host.service.broadcasts import Broadcasting, BroadcastRefused, Started
 from host.service.export import ExportFiles
 from host.service.gate import Access, Refused, Request, parse_user_id
 from host.service.preferences import MAX_SYSTEM_CHARS, ChatSettingsView, SettingRefused, Who
@@ -14,19 +15,25 @@ from host.service.queues import ChatQueues
 from host.service.service import Service
 from host.service.status import Readiness, ServerStatus, ToolInfo
 from host.service.usage import Budgets, OverBudget, Stats, UsageView
+from host.storage.broadcasts import Claimed, Outcome, Progress
 from host.storage.pending import Orphan
 from host.storage.usage import Spent
 
 __all__ = [
     "MAX_SYSTEM_CHARS",
     "Access",
+    "BroadcastRefused",
+    "Broadcasting",
     "Budgets",
     "ChatQueues",
     "ChatSettingsView",
+    "Claimed",
     "EngineEvent",
     "ExportFiles",
     "Orphan",
+    "Outcome",
     "OverBudget",
+    "Progress",
     "Readiness",
     "ReasoningDelta",
     "Refused",
@@ -35,6 +42,7 @@ __all__ = [
     "Service",
     "SettingRefused",
     "Spent",
+    "Started",
     "Stats",
     "TextDelta",
     "ToolFinished",

@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,7 @@ from host.mcp.registry import Registry, Reloaded
 from host.ratelimit import RateLimiter
 from host.redact import redact_clipped
 from host.service import status
+from host.service.broadcasts import Broadcasting, BroadcastRefused, Started
 from host.service.export import MAX_BYTES as MAX_EXPORT_BYTES
 from host.service.export import ExportFiles, export_files
 from host.service.gate import Access, Gate, Refused, Request
@@ -34,6 +36,7 @@ from host.service.preferences import ChatSettingsView, Preferences, SettingRefus
 from host.service.usage import Budgets, Stats, Usage, UsageView
 from host.storage import ConversationStore, StoredMessage
 from host.storage.audit import Audited
+from host.storage.broadcasts import Progress
 from host.storage.pending import Orphan
 from host.storage.usage import Spent
 
@@ -392,6 +395,25 @@ class Service:
             markdown_bytes=len(files.markdown),
         )
         return files
+
+    # -- broadcasts (host.service.broadcasts; sent by the front end's sender) ------------------------------------
+    @cached_property
+    def broadcasting(self) -> Broadcasting:
+        """The broadcasts' rows and the doorbell of this process's sender."""
+        return Broadcasting(self.store)
+
+    async def broadcast(self, text: str, by: int | None) -> Started | BroadcastRefused:
+        """Send `text` to every known user who neither blocked the bot nor is blocked, for an admin (None: the
+        operator); an empty text, or one over Telegram's 4096 characters, is refused. Audited with the number of
+        recipients, never the text."""
+        started = await self.broadcasting.start(text, by)
+        if isinstance(started, Started):
+            log.info("broadcast_created", broadcast=started.id, recipients=started.recipients, by=by)
+        return started
+
+    async def broadcast_progress(self, broadcast_id: int) -> Progress | None:
+        """A broadcast's counts by state; None when there is no such broadcast."""
+        return await self.broadcasting.progress(broadcast_id)
 
 
 def _spent(finished: TurnFinished, seconds: float) -> Spent:

@@ -25,6 +25,7 @@ from host.errors import StorageError
 from host.storage import access, pending, retention
 from host.storage import preferences as chat_settings
 from host.storage.audit import AuditLog
+from host.storage.broadcasts import Broadcasts
 from host.storage.database import DEFAULT_URL, SQLiteWriter, migrate, open_engine, open_sqlite_writer
 from host.storage.export import Exports
 from host.storage.models import Conversation, Message, PendingReply, ProcessedUpdate, User, utcnow
@@ -70,6 +71,7 @@ class ConversationStore:
         self.audit = AuditLog(self.transactions)
         self.usage = UsageLedger(self.transactions)
         self.exports = Exports(self.transactions)
+        self.broadcasts = Broadcasts(self.transactions)
         self.owner = secrets.token_hex(8)  # this process, as the holder of its turns' pending replies
 
     @property

@@ -1,5 +1,6 @@
-"""Admin commands in Telegram (users in ADMIN_USER_IDS), and the command menus: everyone's, and the admins' own,
-which only admins see (setMyCommands per chat scope). Others who send an admin command get the help text."""
+"""Admin commands in Telegram (users in ADMIN_USER_IDS: /block, /unblock, /reload, /broadcast), and the command
+menus: everyone's, and the admins' own, which only admins see (setMyCommands per chat scope).
+Others who send an admin command get the help text."""
 
 import html
 
@@ -9,7 +10,7 @@ from telegram.error import TelegramError
 
 from host.errors import ConfigError
 from host.redact import redact_clipped
-from host.service import Service, parse_user_id
+from host.service import BroadcastRefused, Service, parse_user_id
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
 from host.telegram.send import Target, send_html
 
@@ -36,13 +37,16 @@ async def register_commands(bot: Bot, admins: frozenset[int]) -> None:
 
 
 async def admin_command(service: Service, bot: Bot, message: Incoming, target: Target) -> None:
-    """/block and /unblock USER_ID, /reload, /stats, for an admin."""
+    """/block and /unblock USER_ID, /reload, /stats, /broadcast TEXT, for an admin."""
     name = message.text
     if name == "stats":
         await send_html(bot, target, html.escape((await service.stats()).text))
         return
     if name == "reload":
         await send_html(bot, target, html.escape(await reload_text(service, message.user_id)))
+        return
+    if name == "broadcast":
+        await send_html(bot, target, html.escape(await broadcast_text(service, message.args, message.user_id)))
         return
     user_id = parse_user_id(message.args.split()[0]) if message.args else None
     if user_id is None:
@@ -59,6 +63,17 @@ async def admin_command(service: Service, bot: Bot, message: Incoming, target: T
         unblocked = await service.unblock(user_id, message.user_id)
         text = f"Unblocked {user_id}." if unblocked else f"{user_id} was not blocked."
     await send_html(bot, target, html.escape(text))
+
+
+async def broadcast_text(service: Service, text: str, by: int | None) -> str:
+    """/broadcast's answer: the broadcast started (the counts follow when it is done), or why not."""
+    started = await service.broadcast(text, by)
+    if isinstance(started, BroadcastRefused):
+        return f"Nothing was sent: {started.reason}. Usage: /broadcast TEXT"
+    return (
+        f"Broadcast {started.id} to {started.recipients} users started; "
+        "I will tell you how many got it when it is done."
+    )
 
 
 async def reload_text(service: Service, by: int | None) -> str:

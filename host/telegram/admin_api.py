@@ -10,6 +10,11 @@ wrong one (refusals logged at most once a minute per reason).
                                           or 422 {"error": why mcp_servers.json did not load; nothing changed}
     GET  /api/admin/audit?limit=N         {"entries": [{"at", "actor", "action", "subject", "detail"}, ...]}, the
                                           newest N (default 50, at most 500) first; 400 for another limit
+    POST /api/admin/broadcast             body {"text": "..."}: 202 {"id": 3, "recipients": 500}, sent in the
+                                          background (host.telegram.broadcast); 400 {"error": ...} for a body
+                                          that is not such JSON, or an empty text or one over 4096 characters
+    GET  /api/admin/broadcasts/{id}       {"id", "recipients", "pending", "sent", "failed", "skipped", "finished"}
+                                          or 404 for an unknown id
 """
 
 import hmac
@@ -23,12 +28,13 @@ from starlette.routing import Route
 from host.app import App
 from host.errors import ConfigError
 from host.log import Throttle
-from host.service import parse_user_id
+from host.service import BroadcastRefused, parse_user_id
 from host.telegram.admin import reload_refusal
 from host.telegram.webserver import refused
 
 PREFIX = "/api/admin"
 AUDIT_LIMIT, MAX_AUDIT_LIMIT = 50, 500
+MAX_ID = 2**63 - 1  # a larger id is no row's (and no database's integer)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -98,10 +104,32 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
     async def stats(_request: Request) -> Response:
         return JSONResponse(asdict(await service.stats()))
 
+    async def broadcast(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        text = body.get("text") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            return JSONResponse({"error": 'send a JSON object {"text": "..."}'}, 400)
+        started = await service.broadcast(text, None)
+        if isinstance(started, BroadcastRefused):
+            return JSONResponse({"error": started.reason}, 400)
+        return JSONResponse({"id": started.id, "recipients": started.recipients}, 202)
+
+    async def broadcast_progress(request: Request) -> Response:
+        broadcast_id: int = request.path_params["broadcast_id"]
+        progress = await service.broadcast_progress(broadcast_id) if broadcast_id <= MAX_ID else None
+        if progress is None:
+            return JSONResponse({"error": "no such broadcast"}, 404)
+        return JSONResponse({"id": progress.id, "recipients": progress.recipients, **asdict(progress)})
+
     return [
         Route(f"{PREFIX}/audit", guarded(audit), methods=["GET"]),
         Route(f"{PREFIX}/stats", guarded(stats), methods=["GET"]),
         Route(f"{PREFIX}/users/{{user_id}}/block", guarded(block), methods=["POST"]),
         Route(f"{PREFIX}/users/{{user_id}}/unblock", guarded(unblock), methods=["POST"]),
         Route(f"{PREFIX}/reload", guarded(reload), methods=["POST"]),
+        Route(f"{PREFIX}/broadcast", guarded(broadcast), methods=["POST"]),
+        Route(f"{PREFIX}/broadcasts/{{broadcast_id:int}}", guarded(broadcast_progress), methods=["GET"]),
     ]

@@ -32,6 +32,7 @@ ADMIN_COMMANDS = {  # only for ADMIN_USER_IDS, and only in their menu (host/tele
     "unblock": "unblock a user: /unblock USER_ID",
     "reload": "read mcp_servers.json again: changed servers restart, the others keep running",
     "stats": "today's users, messages, model and tool calls, response time and tokens",
+    "broadcast": "send a message to every user: /broadcast TEXT",
 }
 
 Kind = Literal["command", "text", "unreadable", "too_long", "callback"]

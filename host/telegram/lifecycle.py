@@ -20,6 +20,7 @@ from host.service import ChatQueues, Orphan
 from host.settings import Settings
 from host.telegram.admin import register_commands
 from host.telegram.botapi import MeteredRequest
+from host.telegram.broadcast import Sender
 from host.telegram.frontend import FrontEnd
 from host.telegram.incoming import BotIdentity, Incoming, incoming
 from host.telegram.polling import polling
@@ -158,7 +159,8 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
     settings = app.settings
     answer_all = settings.telegram_group_trigger == "all"
 
-    recovery = Recovery(front, alone=not settings.telegram_webhook_url)
+    alone = not settings.telegram_webhook_url  # polling: the only process of this bot token
+    recovery = Recovery(front, alone=alone)
     async with (
         ChatQueues[Incoming | Orphan](recovery.handle, recovery.abandon) as queues,
         anyio.create_task_group() as chores,
@@ -177,6 +179,7 @@ async def _serve(app: App, bot: Bot, identity: BotIdentity, front: FrontEnd, sto
                 queues.submit((message.chat_id, message.topic_id), message)
 
         chores.start_soon(app.service.forget_old)
+        chores.start_soon(Sender(app.service.broadcasting, bot, settings.broadcast_per_second, alone=alone).run)
         await recovery.start(owed)  # before the first update is read: a chat's older message goes first
         chores.start_soon(recovery.keep, owed)
         source = (

@@ -9,6 +9,8 @@ thread of its own; every helper is thread-safe. Imports nothing from the host.
         api.wait_until(lambda: api.texts(42) == ["hello"])     # sync tests (blocks this thread)
         await api.wait_for(lambda: len(api.sent(42)) >= 1)     # async tests (never blocks the loop)
         api.flood("sendMessage", times=1, retry_after=3)       # the next sendMessage answers 429
+        api.flood_limit(per_second=30)                         # a sendMessage past 30 in a rolling second: 429
+        api.block_bot(42)                                      # sendMessage to 42: 403 "bot was blocked"
         api.fail("getUpdates", 502, "Bad Gateway", times=3)    # the next 3 polls answer 502
         api.drop("getUpdates")                                 # the next poll gets its connection closed
         api.push_update({"message": {"message_id": 1, "text": "no date, no chat"}})  # a malformed update
@@ -21,7 +23,9 @@ Like Telegram it checks the token (401), rejects unknown methods (404), validate
 Markdown parse modes are accepted as they are, not parsed. getUpdates confirms, like Telegram, every delivered
 update below `offset`; an update pushed again with an old update_id is delivered again (to test de-duplication).
 Faults are injected per method, in order: `fail` (an error, or a proxy's HTML page), `flood` (429), `drop` (the
-connection closed unanswered), `stall` (a late answer) and `answer` (a result as it is).
+connection closed unanswered), `stall` (a late answer) and `answer` (a result as it is). Like Telegram's flood
+control, `flood_limit` answers 429 to a sendMessage beyond a number within any rolling second (each counted in
+`flood_violations`), and a chat whose user `block_bot`s gets 403 for every sendMessage.
 """
 
 import asyncio
@@ -32,6 +36,7 @@ import json
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -259,6 +264,10 @@ class FakeBotAPI:
         self.actions: list[tuple[int | str, str]] = []
         self.callback_answers: list[dict[str, Any]] = []
         self._last_callback = 0
+        self._per_second: int | None = None  # flood_limit: sendMessage calls allowed in any rolling second
+        self._recent_sends: deque[float] = deque()  # arrival times of the sendMessage calls answered in the last second
+        self.flood_violations = 0
+        self._blocked_by: set[int | str] = set()
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "getMe": self._get_me,
             "logOut": lambda _params: True,
@@ -449,6 +458,17 @@ class FakeBotAPI:
             parameters={"retry_after": retry_after},
         )
 
+    def flood_limit(self, *, per_second: int) -> None:
+        """From now on, a sendMessage arriving when `per_second` were answered within the second before it answers
+        429 with retry_after 1, and counts in `flood_violations` (a bot that paces itself never meets it)."""
+        with self._lock:
+            self._per_second = per_second
+
+    def block_bot(self, chat_id: int | str) -> None:
+        """The user of this private chat blocked the bot: every sendMessage to it answers 403."""
+        with self._lock:
+            self._blocked_by.add(chat_id)
+
     def add_file(self, data: bytes, file_path: str = "documents/file.bin") -> str:
         """Make a file available to getFile and downloads; returns its file_id."""
         with self._lock:
@@ -617,6 +637,8 @@ class FakeBotAPI:
                 result = await self._get_updates(params)
             else:
                 with self._lock:
+                    if method == "sendMessage":
+                        self._count_send(arrived)
                     result = self._handlers[method](params)
         except ApiError as error:
             self._record(Call(method, params, error.status, arrived))
@@ -658,6 +680,17 @@ class FakeBotAPI:
         if not found:
             return ApiError(404, "Not Found").response()
         return Response(found[0], media_type="application/octet-stream")
+
+    def _count_send(self, arrived: float) -> None:
+        """flood_limit's rolling second, with the lock held: a send past the limit raises 429."""
+        if self._per_second is None:
+            return
+        while self._recent_sends and self._recent_sends[0] <= arrived - 1.0:
+            self._recent_sends.popleft()
+        if len(self._recent_sends) >= self._per_second:
+            self.flood_violations += 1
+            raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        self._recent_sends.append(arrived)
 
     # -- getUpdates ------------------------------------------------------------------------------------------
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -755,6 +788,8 @@ class FakeBotAPI:
 
     def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
         chat_id = self._required(params, "chat_id")
+        if chat_id in self._blocked_by:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
         content = self._content(params, too_long="Bad Request: message is too long")
         message_id = self._next_message_id(chat_id)
         message: dict[str, Any] = {

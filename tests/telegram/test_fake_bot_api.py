@@ -8,10 +8,11 @@ import anyio
 import httpx
 import pytest
 from telegram import Bot, BotCommand, InputFile, Update
-from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 from telegram.request import HTTPXRequest
 
+from host.telegram.send import retry_after_seconds
 from tests.peers.telegram_server import MAX_UPLOAD_BYTES, ApiError, FakeBotAPI, parse_html
 
 pytestmark = pytest.mark.anyio
@@ -202,3 +203,29 @@ def test_blocking_helpers_and_clean_shutdown() -> None:
     poller.join(timeout=5)  # the pending long poll was released by the shutdown
     assert not poller.is_alive()
     assert set(threading.enumerate()) <= before
+
+
+async def test_flood_limit_refuses_a_send_past_the_limit_in_any_rolling_second(
+    api: FakeBotAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # RetryAfter.retry_after as a timedelta, without a deprecation
+    api.flood_limit(per_second=3)
+    async with _bot(api) as bot:
+        for number in range(3):
+            await bot.send_message(5, f"burst {number}")
+        with pytest.raises(RetryAfter) as refused:
+            await bot.send_message(5, "one too many")
+        await anyio.sleep(1.0)  # the rolling second passes (what is tested, not a synchronisation)
+        await bot.send_message(5, "later")
+    assert retry_after_seconds(refused.value) == 1.0
+    assert api.flood_violations == 1
+    assert api.texts(5) == ["burst 0", "burst 1", "burst 2", "later"]
+
+
+async def test_a_user_who_blocked_the_bot_gets_403(api: FakeBotAPI) -> None:
+    api.block_bot(6)
+    async with _bot(api) as bot:
+        with pytest.raises(Forbidden, match="bot was blocked by the user"):
+            await bot.send_message(6, "hello?")
+        await bot.send_message(7, "hello")
+    assert api.texts(6) == [] and api.texts(7) == ["hello"]

@@ -1,0 +1,202 @@
+"""Broadcasts on the database: an admin's text for every known user, one recipient row each, and the process
+sending it (owner and lease, so that another process takes over when it dies).
+
+A broadcast is created with its recipients in one transaction: every user in `users` except those Telegram said
+blocked the bot (`unreachable_since`) and those on the blocklist. The sender marks each recipient right after its
+send, so a restart resumes with the pending ones. Creating and finishing write their audit entries in the same
+transaction, so that each happens once with its entry. The text is sealed at rest by its column (see sealing).
+Imports nothing from the host but storage.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from sqlalchemy import BigInteger, String, and_, exists, func, insert, literal, or_, select, update
+from sqlalchemy.engine import Connection
+
+from host.storage import audit
+from host.storage.models import BlockedUser, Broadcast, BroadcastRecipient, User, utcnow
+from host.storage.transactions import Transactions
+
+# A sender renews its lease every third of this; a process that died lets its broadcast go after this long.
+LEASE = timedelta(seconds=60)
+
+Outcome = Literal["sent", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A broadcast this process holds the lease of, to send now."""
+
+    id: int
+    text: str
+    created_by: int | None  # the admin to tell the counts when it is done; None: the operator (admin API)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a broadcast is: its recipients by state, and whether it is finished."""
+
+    id: int
+    pending: int
+    sent: int
+    failed: int
+    skipped: int  # they blocked the bot, or deleted their account
+    finished: bool
+
+    @property
+    def recipients(self) -> int:
+        return self.pending + self.sent + self.failed + self.skipped
+
+
+class Broadcasts:
+    """The statements on broadcasts and broadcast_recipients, each in a transaction of its own."""
+
+    def __init__(self, transactions: Transactions) -> None:
+        self._transactions = transactions
+
+    async def create(self, text: str, by: int | None) -> tuple[int, int]:
+        """A new broadcast by `by` (None: the operator) with a pending recipient per reachable, unblocked user, and
+        its audit entry; (its id, how many recipients)."""
+
+        def work(connection: Connection) -> tuple[int, int]:
+            created = connection.execute(
+                insert(Broadcast).values(text=text, created_by=by, created_at=utcnow()).returning(Broadcast.id)
+            )
+            broadcast_id = int(created.scalar_one())
+            reachable = select(literal(broadcast_id, BigInteger), User.id, literal("pending", String)).where(
+                User.unreachable_since.is_(None), ~exists().where(BlockedUser.user_id == User.id)
+            )
+            connection.execute(insert(BroadcastRecipient).from_select(["broadcast_id", "user_id", "state"], reachable))
+            recipients = int(
+                connection.scalar(select(func.count()).where(BroadcastRecipient.broadcast_id == broadcast_id)) or 0
+            )
+            audit.record(connection, by, "broadcast", broadcast_id, recipients=recipients)
+            return broadcast_id, recipients
+
+        return await self._transactions.write("create the broadcast", work)
+
+    async def claim(self, owner: str, *, alone: bool) -> Claimed | None:
+        """Take the oldest unfinished broadcast that is `owner`'s to send: one without an owner, its own, or one
+        whose lease lapsed; with `alone` (the only process, as with polling) any unfinished one. None when there is
+        none (or another process took it a moment ago)."""
+        now = utcnow()
+
+        def work(connection: Connection) -> Claimed | None:
+            unowned = or_(Broadcast.owner.is_(None), Broadcast.owner == owner, Broadcast.lease_until < now)
+            takeable = Broadcast.finished_at.is_(None) if alone else and_(Broadcast.finished_at.is_(None), unowned)
+            found = connection.execute(
+                select(Broadcast.id, Broadcast.owner, Broadcast.text, Broadcast.created_by)
+                .where(takeable)
+                .order_by(Broadcast.id)
+                .limit(1)
+            ).first()
+            if found is None:
+                return None
+            same_owner = Broadcast.owner.is_(None) if found.owner is None else Broadcast.owner == found.owner
+            taken = connection.execute(  # checked again: another process may have claimed or renewed it since
+                update(Broadcast)
+                .where(Broadcast.id == found.id, same_owner, takeable)
+                .values(owner=owner, lease_until=now + LEASE)
+            )
+            if taken.rowcount != 1:
+                return None
+            return Claimed(int(found.id), str(found.text), found.created_by)
+
+        return await self._transactions.write("claim a broadcast", work)
+
+    async def renew(self, broadcast_id: int, owner: str) -> bool:
+        """Extend `owner`'s lease; False when the broadcast is no longer its (finished, or taken over)."""
+
+        def work(connection: Connection) -> bool:
+            renewed = connection.execute(
+                update(Broadcast)
+                .where(Broadcast.id == broadcast_id, Broadcast.owner == owner, Broadcast.finished_at.is_(None))
+                .values(lease_until=utcnow() + LEASE)
+            )
+            return renewed.rowcount == 1
+
+        return await self._transactions.write("renew the broadcast's lease", work)
+
+    async def pending(self, broadcast_id: int, limit: int) -> list[int]:
+        """Up to `limit` users still to send to, by user id."""
+        query = (
+            select(BroadcastRecipient.user_id)
+            .where(BroadcastRecipient.broadcast_id == broadcast_id, BroadcastRecipient.state == "pending")
+            .order_by(BroadcastRecipient.user_id)
+            .limit(limit)
+        )
+        return await self._transactions.read(
+            "read the broadcast's recipients", lambda connection: [int(user) for user in connection.scalars(query)]
+        )
+
+    async def mark(self, broadcast_id: int, user_id: int, outcome: Outcome) -> None:
+        """What became of one recipient; `skipped` (they blocked the bot) also marks the user unreachable, so that
+        the next broadcast leaves them out until they write again."""
+
+        def work(connection: Connection) -> None:
+            connection.execute(
+                update(BroadcastRecipient)
+                .where(BroadcastRecipient.broadcast_id == broadcast_id, BroadcastRecipient.user_id == user_id)
+                .values(state=outcome)
+            )
+            if outcome == "skipped":
+                connection.execute(update(User).where(User.id == user_id).values(unreachable_since=utcnow()))
+
+        await self._transactions.write("record a broadcast's send", work)
+
+    async def progress(self, broadcast_id: int) -> Progress | None:
+        """The broadcast's counts; None when there is no such broadcast."""
+        return await self._transactions.read(
+            "read the broadcast's progress", lambda connection: _progress(connection, broadcast_id)
+        )
+
+    async def finish(self, broadcast_id: int, owner: str) -> Progress | None:
+        """Mark `owner`'s broadcast finished (its lease released) with the audit entry of its counts; its final
+        counts, or None when it was not `owner`'s or finished already (so it is reported once)."""
+
+        def work(connection: Connection) -> Progress | None:
+            finished = connection.execute(
+                update(Broadcast)
+                .where(Broadcast.id == broadcast_id, Broadcast.owner == owner, Broadcast.finished_at.is_(None))
+                .values(finished_at=utcnow(), owner=None, lease_until=None)
+            )
+            if finished.rowcount != 1:
+                return None
+            progress = _progress(connection, broadcast_id)
+            assert progress is not None
+            audit.record(
+                connection,
+                None,
+                "broadcast_finished",
+                broadcast_id,
+                sent=progress.sent,
+                failed=progress.failed,
+                skipped=progress.skipped,
+            )
+            return progress
+
+        return await self._transactions.write("finish the broadcast", work)
+
+
+def _progress(connection: Connection, broadcast_id: int) -> Progress | None:
+    finished_at = connection.execute(select(Broadcast.finished_at).where(Broadcast.id == broadcast_id)).first()
+    if finished_at is None:
+        return None
+    counts: dict[str, int] = {
+        state: count
+        for state, count in connection.execute(
+            select(BroadcastRecipient.state, func.count())
+            .where(BroadcastRecipient.broadcast_id == broadcast_id)
+            .group_by(BroadcastRecipient.state)
+        )
+    }
+    return Progress(
+        id=broadcast_id,
+        pending=counts.get("pending", 0),
+        sent=counts.get("sent", 0),
+        failed=counts.get("failed", 0),
+        skipped=counts.get("skipped", 0),
+        finished=finished_at[0] is not None,
+    )
