@@ -1,21 +1,18 @@
 """The one path from any front end to the engine: the gate (claim, empty text, rate limit, admin rules), turns
 and resumed turns (with each chat's own settings, host.service.preferences), the replies owed after a crash and
-their leases, the chores that keep claimed updates bounded, and the status values front ends format. Front ends
+their leases, usage and budgets (host.service.usage), /forget, /export and the chore that forgets old rows
+(host.service.privacy), broadcasts (host.service.broadcasts), and the status values front ends format. Front ends
 import this package, the app and the errors only.
 """
 
-import os
-import shutil
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import anyio
 import structlog
 
 from host import metrics
@@ -29,10 +26,10 @@ from host.ratelimit import RateLimiter
 from host.redact import redact_clipped
 from host.service import status
 from host.service.broadcasts import Broadcasting, BroadcastRefused, Started
-from host.service.export import MAX_BYTES as MAX_EXPORT_BYTES
-from host.service.export import ExportFiles, export_files
+from host.service.export import ExportFiles
 from host.service.gate import Access, Gate, Refused, Request
 from host.service.preferences import ChatSettingsView, Preferences, SettingRefused, Who
+from host.service.privacy import Forgotten, Privacy
 from host.service.usage import Budgets, Stats, Usage, UsageView
 from host.storage import ConversationStore, StoredMessage
 from host.storage.audit import Audited
@@ -41,19 +38,6 @@ from host.storage.pending import Orphan
 from host.storage.usage import Spent
 
 log = structlog.get_logger("host.service")
-
-KEEP_UPDATES = timedelta(days=2)
-
-
-@dataclass(frozen=True, slots=True)
-class Forgotten:
-    """What /forget deleted: messages, and folders of per-chat servers."""
-
-    messages: int
-    folders: int
-
-
-FORGET_EVERY = 6 * 3600.0
 
 
 class Service:
@@ -85,8 +69,7 @@ class Service:
         self.audit_tool_calls = audit_tool_calls  # AUDIT_TOOL_CALLS: each call's server and tool in the audit log
         self.running = 0  # turns this process runs now
         self.server_list = server_list  # reads mcp_servers.json again, for `reload`
-        self.retention = timedelta(days=retention_days) if retention_days else None  # None: messages kept forever
-        self.data_dir = data_dir  # /forget deletes a chat's folders only inside it
+        self.privacy = Privacy(store, registry, retention_days=retention_days, data_dir=data_dir)
         self.preferences = Preferences(
             store,
             default_model=default_model,
@@ -138,23 +121,12 @@ class Service:
         return unblocked
 
     async def forget(self, user_id: int) -> Forgotten:
-        """Everything kept of a user: their rows (see ConversationStore.forget_user), and their private chat's own
-        instances of per-chat servers stopped and the folders those were given deleted, where they lie inside
-        DATA_DIR (a folder outside it, or reached through a symlink, is left alone)."""
-        messages = await self.store.forget_user(user_id)
-        folders = 0
-        for path in await self.registry.forget_chat(user_id):
-            if self._inside_data_dir(path):
-                await anyio.to_thread.run_sync(shutil.rmtree, path)
-                folders += 1
-        log.info("user_forgotten", messages=messages, folders=folders)
-        await self.store.audit.record(None, "forget", messages=messages, folders=folders)  # without whom: forgotten
-        return Forgotten(messages, folders)
+        """/forget: everything kept of the user (host.service.privacy)."""
+        return await self.privacy.forget(user_id)
 
-    def _inside_data_dir(self, path: str) -> bool:
-        if self.data_dir is None or os.path.islink(path) or not os.path.isdir(path):
-            return False
-        return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(self.data_dir)))
+    async def export(self, user_id: int | None, *, terminal_chat: int = 0) -> ExportFiles:
+        """/export: what the user may take away, as a JSON and a Markdown file (host.service.privacy)."""
+        return await self.privacy.export(user_id, terminal_chat=terminal_chat)
 
     async def claim(self, request: Request) -> bool:
         """The one claim of an update the bot answers without a turn; False for a repeated delivery."""
@@ -309,29 +281,11 @@ class Service:
         return True
 
     async def forget_old(self) -> None:
-        """Forever, every FORGET_EVERY seconds: `forget_old_once`."""
-        while True:
-            await self.forget_old_once()
-            await anyio.sleep(FORGET_EVERY)
+        """The chore that forgets what is kept only for a while (host.service.privacy)."""
+        await self.privacy.forget_old()
 
     async def forget_old_once(self) -> bool:
-        """Claimed update ids and refusal notices are kept for KEEP_UPDATES, long enough for any redelivery
-        (Telegram keeps updates for 24 hours), short enough that Telegram's random restart of ids after a quiet week
-        never meets an old one; messages and usage rows for RETENTION_DAYS. False (and a warning) when the database
-        failed."""
-        now = datetime.now(UTC)
-        try:
-            forgotten = await self.store.forget_updates(now - KEEP_UPDATES)
-            notices = await self.store.forget_refusal_notices((now - KEEP_UPDATES).date().isoformat())
-            messages = usage = 0
-            if self.retention:
-                messages = await self.store.forget_messages(now - self.retention)
-                usage = await self.store.usage.forget_before((now - self.retention).date().isoformat())
-        except StorageError as error:
-            log.warning("old_data_not_forgotten", error=str(error))
-            return False
-        log.info("old_data_forgotten", updates=forgotten, notices=notices, messages=messages, usage=usage)
-        return True
+        return await self.privacy.forget_old_once()
 
     # -- servers ----------------------------------------------------------------------------------------------
     async def reload(self, by: int | None = None) -> Reloaded:
@@ -374,27 +328,6 @@ class Service:
     async def audit_log(self, limit: int) -> list[Audited]:
         """The newest audit entries, newest first, for the admin API."""
         return await self.store.audit.recent(limit)
-
-    # -- /export ----------------------------------------------------------------------------------------------
-    async def export(self, user_id: int | None, *, terminal_chat: int = 0) -> ExportFiles:
-        """Everything the user may take away (host.storage.export), as a JSON and a Markdown file: their private
-        chat and their messages in groups; for the operator (user None) the terminal's chat. The audit log records
-        the counts and sizes, never content."""
-        private_chat = user_id if user_id is not None else terminal_chat
-        exported = await self.store.exports.of_user(user_id, private_chat, MAX_EXPORT_BYTES)
-        files = await anyio.to_thread.run_sync(export_files, exported, user_id, datetime.now(UTC), MAX_EXPORT_BYTES)
-        log.info("user_exported", messages=files.messages, cut=files.cut)
-        await self.store.audit.record(
-            user_id,
-            "export",
-            user_id,
-            conversations=files.conversations,
-            messages=files.messages,
-            cut=files.cut,
-            json_bytes=len(files.json),
-            markdown_bytes=len(files.markdown),
-        )
-        return files
 
     # -- broadcasts (host.service.broadcasts; sent by the front end's sender) ------------------------------------
     @cached_property
