@@ -24,6 +24,7 @@ from host import metrics
 from host.backoff import backoff
 from host.errors import ServerUnavailable
 from host.mcp.config import ServerConfig
+from host.mcp.server_log import ServerLog
 from host.mcp.stderr import StderrTail
 from host.mcp.stdio import exit_text
 from host.mcp.tools import ToolResult, ToolSpec
@@ -217,6 +218,8 @@ class ServerConnection:
                 async with Client(
                     open_transport(self.config, stderr, wire),
                     message_handler=self._on_message,
+                    logging_callback=ServerLog(self.config, self._log),
+                    log_level="info",  # 2026-07-28 servers send log messages only to requests that opt in
                     client_info=mcp_types.Implementation(name="mcpbot", version="0.1.0"),
                 ) as client:
                     if stderr:

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from host.mcp import stdio
+from host.mcp import server_log, stdio
 from host.mcp.config import parse_servers
 from host.mcp.connection import ServerConnection, Status
 from host.mcp.registry import Registry
@@ -206,3 +206,27 @@ async def test_a_server_that_ignores_its_closed_stdin_is_ended_with_sigterm(monk
         async with registry_of({"h": hostile("--linger")}) as registry:
             pid = int((await registry.call("h__pid", {})).text())
         assert not process_alive(pid)
+
+
+async def test_a_servers_log_messages_reach_the_bots_log_only_masked_cut_and_bounded() -> None:
+    secret = "sk-live-0123456789abcdef"
+    settings = {"env": {"API_KEY": secret}}
+    with anyio.fail_after(30), capture_logs() as logs:
+        async with registry_of({"h": hostile(**settings)}) as registry:
+            await only(registry)
+            for level in ("debug", "notice", "error", "emergency"):
+                result = await registry.call("h__log_flood", {"count": 1, "level": level, "data": f"{level} {secret}"})
+                assert result.text() == "logged"  # the tool's result holds nothing of its log messages
+            shaped = await registry.call("h__log_flood", {"count": 1, "data": {"rows": 3, "text": "x" * 5000}})
+            flood = await registry.call("h__log_flood", {"count": server_log.BURST + 20, "data": "again"})
+            assert shaped.text() == flood.text() == "logged"
+    lines = [entry for entry in logs if entry["event"] == "server_log"]
+    assert [(entry["mcp_level"], entry["log_level"]) for entry in lines[:4]] == [
+        ("debug", "debug"),
+        ("notice", "info"),
+        ("error", "error"),
+        ("emergency", "critical"),
+    ]
+    assert all(entry["server"] == "h" and secret not in entry["data"] for entry in lines)
+    assert lines[4]["data"].startswith('{"rows": 3, "text": "xxx') and len(lines[4]["data"]) <= server_log.MAX_CHARS
+    assert len(lines) == server_log.BURST  # one connection's window: the flood's rest is dropped

@@ -36,6 +36,11 @@ def tools(options: argparse.Namespace) -> list[dict[str, Any]]:
         tool("env", "The values of the named environment variables.", {"names": {"type": "array"}}),
         tool("pid", "The server's process id."),
         tool("http_error", "Over HTTP: answered with status 503."),
+        tool(
+            "log_flood",
+            "Send `count` log messages (notifications/message) at `level` with `data`, then answer.",
+            {"count": {"type": "integer"}, "level": {"type": "string"}, "data": {}},
+        ),
     ]
     if options.untyped_tool:
         listed.insert(
@@ -115,6 +120,12 @@ def call(name: Any, arguments: dict[str, Any], result: Any, error: Any, head: by
         yield result(text_result(json.dumps({n: os.environ.get(n) for n in names})))
     elif name == "pid":
         yield result(text_result(str(os.getpid())))
+    elif name == "log_flood":
+        params = {"level": arguments.get("level", "info"), "logger": "flood", "data": arguments.get("data")}
+        line = json.dumps({"jsonrpc": "2.0", "method": "notifications/message", "params": params}).encode() + b"\n"
+        for _ in range(int(arguments.get("count", 1))):
+            yield line
+        yield result(text_result("logged"))
     else:
         yield error(-32602, f"Unknown tool: {name}")
 
