@@ -33,8 +33,9 @@ from host.service import (
 HELP = (
     "Commands: /reset (new conversation), /tools, /servers (and the model), /settings, /model NAME,"
     " /temperature X, /system TEXT (or off), /reset settings, /block ID and /unblock ID (Telegram users),"
-    " /reload (mcp_servers.json), /usage (today), /stats (everyone today), /export [FOLDER] (this conversation's"
-    " history as JSON and Markdown files), /exit. Anything else goes to the model."
+    " /reload (mcp_servers.json), /usage (today), /stats (everyone today), /mcp [on|off NAME] (servers for this"
+    " chat), /export [FOLDER] (this conversation's history as JSON and Markdown files), /exit. Anything else goes"
+    " to the model."
 )
 
 
@@ -97,6 +98,8 @@ async def _command_or_turn(app: App, chat_id: int, text: str) -> None:
         await _print_servers(app, chat_id)
     elif name in ("/block", "/unblock"):
         await _block_or_unblock(app, text)
+    elif name == "/mcp":
+        await _servers_on_or_off(app, chat_id, args)
     elif text == "/usage":
         print((await app.service.usage_of(None)).text, file=sys.stderr)
     elif text == "/stats":
@@ -166,6 +169,22 @@ async def _settings(app: App, chat_id: int, name: str, args: str) -> None:
     print(f"model: {model}; choices: {', '.join(result.models)}", file=sys.stderr)
     print(f"temperature: {temperature} (0-2)", file=sys.stderr)
     print(f"system prompt (at most {MAX_SYSTEM_CHARS} characters): {result.system_prompt or 'none'}", file=sys.stderr)
+
+
+async def _servers_on_or_off(app: App, chat_id: int, args: str) -> None:
+    """/mcp lists which servers this chat's model is offered; /mcp on|off NAME switches one."""
+    switch, _, name = args.partition(" ")
+    if switch in ("on", "off") and name.strip():
+        result = await app.service.switch_server(Who(chat_id), name.strip(), on=switch == "on")
+        if isinstance(result, SettingRefused):
+            print(result.text, file=sys.stderr)
+            return
+    elif args:
+        print("Usage: /mcp, /mcp on NAME, /mcp off NAME", file=sys.stderr)
+        return
+    off = (await app.service.chat_settings(chat_id)).servers_off
+    for server in await app.service.servers(chat_id):
+        print(f"{server.name}: {'off' if server.name in off else 'on'}", file=sys.stderr)
 
 
 def _read_lines(send: MemoryObjectSendStream[str], token: anyio.lowlevel.EventLoopToken) -> None:

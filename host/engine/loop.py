@@ -266,7 +266,7 @@ class Engine:
         return _Turn(chat_id, conversation_id, messages, context.catalogue, room=max(budget - used, 0))
 
     async def _context(self, chat_id: int, preferences: ChatPreferences) -> _Context:
-        catalogue = await self.tools.catalogue(chat_id)
+        catalogue = (await self.tools.catalogue(chat_id)).without(preferences.servers_off)  # the chat's /mcp
         prompt = system_prompt(
             self.settings.system_prompt, datetime.now(UTC), catalogue.instructions, preferences.system_prompt
         )
@@ -351,6 +351,8 @@ class Engine:
         ok = False
         if call.arguments is None:
             content = f"Error: the arguments are not a JSON object: {call.call.arguments[:200]!r}. Call it again."
+        elif call.call.name in turn.catalogue.hidden:
+            content = "Error: not run: this chat turned that tool's server off (/mcp). Do without it."
         else:
             try:
                 result = await self.tools.call(call.call.name, call.arguments, turn.chat_id)

@@ -8,8 +8,8 @@ built once per change of any server's tools or connection. Imports host.mcp, hos
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -58,6 +58,7 @@ class Catalogue:
     tokens: int = 0
     instructions: Mapping[str, str] = field(default_factory=dict)
     by_name: Mapping[str, CatalogueEntry] = field(default_factory=dict, compare=False)
+    hidden: frozenset[str] = frozenset()  # names `without` left out: the model must not call them either
 
     @classmethod
     def of(cls, entries: Iterable[CatalogueEntry], instructions: Mapping[str, str]) -> "Catalogue":
@@ -70,6 +71,15 @@ class Catalogue:
             instructions=dict(instructions),
             by_name={entry.name: entry for entry in entries},
         )
+
+    def without(self, servers: Collection[str]) -> "Catalogue":
+        """This catalogue less the named servers' tools and instructions (a chat's /mcp toggles)."""
+        if not servers:
+            return self
+        kept = [entry for entry in self.entries if entry.spec.server not in servers]
+        instructions = {name: text for name, text in self.instructions.items() if name not in servers}
+        hidden = self.hidden | {entry.name for entry in self.entries if entry.spec.server in servers}
+        return replace(Catalogue.of(kept, instructions), hidden=frozenset(hidden))
 
     def __iter__(self) -> Iterator[CatalogueEntry]:
         return iter(self.entries)
@@ -224,6 +234,10 @@ class Registry:
         if instance.cwd and config.cwd and CHAT_ID_PLACEHOLDER in config.cwd:
             os.makedirs(instance.cwd, exist_ok=True)  # a per-chat workspace exists from its first use
         return self._start(instance, chat_id)
+
+    def names(self) -> list[str]:
+        """The configured servers' names, in the file's order."""
+        return [config.name for config in self.configs]
 
     async def catalogue(self, chat_id: int = 0) -> Catalogue:
         """The tools the chat's model may call right now. The same for every chat: a per-chat server's tools and

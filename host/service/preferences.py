@@ -6,7 +6,8 @@ them. Imports storage's preferences value and the store through a Protocol.
 """
 
 import math
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -47,9 +48,12 @@ class ChatSettingsView:
     models: tuple[str, ...]  # the choices, the operator's default first; one: there is no choice
     model_is_default: bool
     temperature_is_default: bool
+    servers_off: tuple[str, ...] = ()  # MCP servers this chat turned off (/mcp)
 
 
-Reason = Literal["not_allowed", "no_choice", "unknown_model", "not_a_number", "out_of_range", "too_long"]
+Reason = Literal[
+    "not_allowed", "no_choice", "unknown_model", "not_a_number", "out_of_range", "too_long", "unknown_server"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,8 @@ class SettingRefused:
             return "That model is not offered here. Choose one of: " + ", ".join(self.models)
         if self.reason == "not_a_number":
             return f"The temperature is a number from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}, for example 0.7."
+        if self.reason == "unknown_server":
+            return "There is no server by that name here. /mcp lists them."
         if self.reason == "out_of_range":
             return f"The temperature must be from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}."
         return f"A personal system prompt holds at most {MAX_SYSTEM_CHARS:,} characters. Please send it shorter."
@@ -99,7 +105,7 @@ class Preferences:
         chosen = await self.store.preferences(chat_id, topic_id)
         if chosen.model is not None and chosen.model not in self.models:
             log.info("chat_model_not_offered", action="using the default")
-            return ChatPreferences(None, chosen.temperature, chosen.system_prompt)
+            return replace(chosen, model=None)
         return chosen
 
     async def view(self, chat_id: int, topic_id: int = 0) -> ChatSettingsView:
@@ -113,6 +119,7 @@ class Preferences:
             models=self.models,
             model_is_default=chosen.model is None,
             temperature_is_default=chosen.temperature is None,
+            servers_off=chosen.servers_off,
         )
 
     async def choose_model(self, who: Who, name: str) -> ChatSettingsView | SettingRefused:
@@ -146,6 +153,17 @@ class Preferences:
         if len(text) > MAX_SYSTEM_CHARS:
             return SettingRefused("too_long")
         return await self._set(who, system_prompt=None if text.lower() in ("", OFF) else text)
+
+    async def switch_server(
+        self, who: Who, name: str, *, on: bool, servers: Collection[str]
+    ) -> ChatSettingsView | SettingRefused:
+        """Offer (on) or stop offering a server's tools to this chat's model; `servers` are the configured ones."""
+        if not self.may_change(who):
+            return SettingRefused("not_allowed")
+        if name not in servers:
+            return SettingRefused("unknown_server")
+        off = set((await self.store.preferences(who.chat_id, who.topic_id)).servers_off) - {name}
+        return await self._set(who, servers_off=sorted(off if on else off | {name}) or None)
 
     async def reset(self, who: Who) -> ChatSettingsView | SettingRefused:
         if not self.may_change(who):

@@ -241,6 +241,10 @@ class Service:
     async def choose_system_prompt(self, who: Who, text: str) -> ChatSettingsView | SettingRefused:
         return await self.preferences.choose_system_prompt(who, text)
 
+    async def switch_server(self, who: Who, name: str, *, on: bool) -> ChatSettingsView | SettingRefused:
+        """/mcp: offer a configured server's tools to this chat's model again (on), or stop offering them."""
+        return await self.preferences.switch_server(who, name, on=on, servers=self.registry.names())
+
     async def reset_settings(self, who: Who) -> ChatSettingsView | SettingRefused:
         """The chat's settings back to the operator's defaults (`/reset settings`; a plain reset keeps them)."""
         return await self.preferences.reset(who)

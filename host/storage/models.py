@@ -170,6 +170,7 @@ class ChatSettings(Base):
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
     system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    servers_off: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # servers /mcp turned off here
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -21,22 +21,28 @@ class ChatPreferences:
     model: str | None = None
     temperature: float | None = None
     system_prompt: str | None = None
+    servers_off: tuple[str, ...] = ()  # MCP servers whose tools this chat's model is not offered
 
 
 NONE = ChatPreferences()
 # the names `write` takes: a name left out stays as it is, None clears it
-FIELDS = ("model", "temperature", "system_prompt")
+FIELDS = ("model", "temperature", "system_prompt", "servers_off")
 
 
 def read(connection: Connection, chat_id: int, topic_id: int) -> ChatPreferences:
     row = connection.execute(
-        select(ChatSettings.model, ChatSettings.temperature, ChatSettings.system_prompt).where(
-            (ChatSettings.chat_id == chat_id) & (ChatSettings.topic_id == topic_id)
-        )
+        select(
+            ChatSettings.model, ChatSettings.temperature, ChatSettings.system_prompt, ChatSettings.servers_off
+        ).where((ChatSettings.chat_id == chat_id) & (ChatSettings.topic_id == topic_id))
     ).first()
     if row is None:
         return NONE
-    return ChatPreferences(model=row.model, temperature=row.temperature, system_prompt=row.system_prompt)
+    return ChatPreferences(
+        model=row.model,
+        temperature=row.temperature,
+        system_prompt=row.system_prompt,
+        servers_off=tuple(row.servers_off or ()),
+    )
 
 
 def write(connection: Connection, chat_id: int, topic_id: int, changes: dict[str, Any]) -> ChatPreferences:

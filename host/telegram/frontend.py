@@ -31,7 +31,7 @@ from host.service import (
     TurnFinished,
     Who,
 )
-from host.telegram import forget
+from host.telegram import forget, toggles
 from host.telegram.admin import admin_command
 from host.telegram.export import send_export
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
@@ -206,6 +206,8 @@ class FrontEnd:
             await admin_command(self.service, self.bot, message, target)
         elif name in SETTINGS_COMMANDS or (name == "reset" and message.args):
             await self._settings_command(message, target)
+        elif name == "mcp":
+            await toggles.command(self.service, self.bot, message, target, _who(message))
         elif name == "usage":
             await self._tell(target, (await self.service.usage_of(message.user_id)).text)
         elif name == "forget":
@@ -283,6 +285,9 @@ class FrontEnd:
         that is not one of ours, or no longer offered, or not this user's to press, changes nothing and is
         answered with why."""
         data = message.text
+        if toggles.is_toggle_button(data) and message.chat_id != 0:
+            await self._answer_button(message, await toggles.pressed(self.service, self.bot, message, _who(message)))
+            return
         if forget.is_forget_button(data):
             text = await forget.confirmed(self.service, message)
             await self._answer_button(message, text)

@@ -23,6 +23,7 @@ COMMANDS = {
     "model": "choose the model for this chat",
     "temperature": "set how varied answers are, 0 to 2",
     "system": "your own standing instructions for this chat (/system off clears them)",
+    "mcp": "turn the tool servers on or off for this chat",
     "usage": "the tokens you used today and your daily budget",
     "forget": "delete everything the bot keeps of you (it asks first)",
     "export": "your conversations as files (JSON and Markdown), in the private chat",

@@ -48,7 +48,7 @@ def test_a_question_gets_its_answer_and_the_commands_are_the_menu(
     assert api.raw_texts(42) == ["Paris is the <b>capital</b> of France."]
     assert [command["command"] for command in api.commands] == [
         *["start", "help", "reset", "tools", "servers"],
-        *["settings", "model", "temperature", "system", "usage", "forget", "export"],
+        *["settings", "model", "temperature", "system", "mcp", "usage", "forget", "export"],
     ]
     assert last_user_text(model.bodies[0]) == "What is the capital of France?"
     assert "turn_finished" in bot.log and api.token not in bot.log
