@@ -10,8 +10,9 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, true, union_all
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from host.storage.models import Conversation, Message
 from host.storage.transactions import Transactions
@@ -63,8 +64,14 @@ class Exports:
         for a user, their messages in groups: the newest within `max_bytes` of content (see `size`)."""
         by_id: dict[int, ExportedConversation] = {}
         used, before, cut = 0, None, False
+        private = await self._transactions.read(
+            "read the export",
+            lambda connection: list(
+                connection.scalars(select(Conversation.id).where(Conversation.chat_id == private_chat))
+            ),
+        )
         while not cut:
-            query = _page(user_id, private_chat, before, page)
+            query = _page(user_id, private_chat, private, before, page)
             rows = await self._transactions.read("read the export", partial(_rows, query=query))
             for row in rows:
                 message = ExportedMessage(row.role, row.content, row.tool_calls, row.tool_call_id, row.created_at)
@@ -98,31 +105,39 @@ def size(message: ExportedMessage) -> int:
     return len((message.content or "").encode()) + calls + MESSAGE_OVERHEAD
 
 
-def _page(user_id: int | None, private_chat: int, before: int | None, page: int) -> Select[*tuple[Any, ...]]:
-    """The next `page` messages, newest first, of the private chat and (for a user) their own in other chats."""
-    mine = Conversation.chat_id == private_chat
-    if user_id is not None:
-        mine = mine | (Message.user_id == user_id)
-    query = (
-        select(
-            Message.id,
-            Message.conversation_id,
-            Message.role,
-            Message.content,
-            Message.tool_calls,
-            Message.tool_call_id,
-            Message.created_at,
-            Conversation.chat_id,
-            Conversation.topic_id,
-            Conversation.created_at.label("conversation_created_at"),
-            Conversation.reset_at,
-        )
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(mine)
-        .order_by(Message.id.desc())
-        .limit(page)
+def _page(
+    user_id: int | None, private_chat: int, private: list[int], before: int | None, page: int
+) -> Select[*tuple[Any, ...]]:
+    """The next `page` messages, newest first, of the private chat's conversations (`private`, their ids) and (for a
+    user) their own in other chats: each part read newest first by its own index, (conversation_id, id) and
+    (user_id, id), never other chats' rows (the ids are given as values, so that the planner knows how few)."""
+    columns = (
+        Message.id,
+        Message.conversation_id,
+        Message.role,
+        Message.content,
+        Message.tool_calls,
+        Message.tool_call_id,
+        Message.created_at,
+        Conversation.chat_id,
+        Conversation.topic_id,
+        Conversation.created_at.label("conversation_created_at"),
+        Conversation.reset_at,
     )
-    return query if before is None else query.where(Message.id < before)
+    older = Message.id < before if before is not None else true()
+    parts = [_part(columns, Message.conversation_id.in_(private) & older, page)]
+    if user_id is not None:
+        parts.append(
+            _part(columns, (Message.user_id == user_id) & (Conversation.chat_id != private_chat) & older, page)
+        )
+    both = union_all(*parts).subquery()
+    return select(*both.c).order_by(both.c.id.desc()).limit(page)
+
+
+def _part(columns: tuple[Any, ...], where: ColumnElement[bool], page: int) -> Select[*tuple[Any, ...]]:
+    joined = select(*columns).join(Conversation, Conversation.id == Message.conversation_id).where(where)
+    part = joined.order_by(Message.id.desc()).limit(page).subquery()  # SQLite: no LIMIT on a bare UNION member
+    return select(*part.c)
 
 
 def _rows(connection: Connection, *, query: Select[*tuple[Any, ...]]) -> list[Any]:

@@ -100,6 +100,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        Index("ix_messages_user_id_id", "user_id", "id"),  # a user's messages in groups: /export, /forget
         CheckConstraint("role IN ('system', 'user', 'assistant', 'tool')", name="ck_messages_role"),
         {"sqlite_autoincrement": True},  # never reuse an id, even the newest one's after a delete
     )
