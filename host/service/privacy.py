@@ -22,6 +22,7 @@ log = structlog.get_logger("host.service")
 
 KEEP_UPDATES = timedelta(days=2)
 FORGET_EVERY = 6 * 3600.0
+EXPORTS_AT_ONCE = 2  # an export holds up to ~2 x MAX_EXPORT_BYTES in memory while it is built
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +33,6 @@ class Forgotten:
     folders: int
 
 
-FORGET_EVERY = 6 * 3600.0
-
-
 class Privacy:
     def __init__(
         self, store: ConversationStore, registry: Registry, *, retention_days: int = 0, data_dir: Path | None = None
@@ -43,6 +41,7 @@ class Privacy:
         self.registry = registry
         self.retention = timedelta(days=retention_days) if retention_days else None  # None: messages kept forever
         self.data_dir = data_dir  # /forget deletes a chat's folders only inside it
+        self._exporting = anyio.CapacityLimiter(EXPORTS_AT_ONCE)
 
     async def forget(self, user_id: int) -> Forgotten:
         """Everything kept of a user: their rows (see ConversationStore.forget_user), and their private chat's own
@@ -91,10 +90,12 @@ class Privacy:
     async def export(self, user_id: int | None, *, terminal_chat: int = 0) -> ExportFiles:
         """Everything the user may take away (host.storage.export), as a JSON and a Markdown file: their private
         chat and their messages in groups; for the operator (user None) the terminal's chat. The audit log records
-        the counts and sizes, never content."""
+        the counts and sizes, never content. At most EXPORTS_AT_ONCE are built at a time."""
         private_chat = user_id if user_id is not None else terminal_chat
-        exported = await self.store.exports.of_user(user_id, private_chat, MAX_EXPORT_BYTES)
-        files = await anyio.to_thread.run_sync(export_files, exported, user_id, datetime.now(UTC), MAX_EXPORT_BYTES)
+        async with self._exporting:
+            exported = await self.store.exports.of_user(user_id, private_chat, MAX_EXPORT_BYTES)
+            now = datetime.now(UTC)
+            files = await anyio.to_thread.run_sync(export_files, exported, user_id, now, MAX_EXPORT_BYTES)
         log.info("user_exported", messages=files.messages, cut=files.cut)
         await self.store.audit.record(
             user_id,

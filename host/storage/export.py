@@ -100,9 +100,12 @@ class Exports:
 
 
 def size(message: ExportedMessage) -> int:
-    """What a message counts against the cap: its text and tool calls in UTF-8, and a fixed overhead."""
+    """What a message counts against the cap: its text as JSON escapes it (a control character takes 6 bytes) and
+    each of its lines as Markdown quotes it, its tool calls as JSON, and a fixed overhead; so that neither file
+    grows past the cap by much, whatever the text."""
     calls = len(json.dumps(message.tool_calls, ensure_ascii=False).encode()) if message.tool_calls else 0
-    return len((message.content or "").encode()) + calls + MESSAGE_OVERHEAD
+    content = message.content or ""
+    return len(json.dumps(content, ensure_ascii=False).encode()) + 2 * content.count("\n") + calls + MESSAGE_OVERHEAD
 
 
 def _page(

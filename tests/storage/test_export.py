@@ -2,14 +2,16 @@
 own messages in groups and nobody else's, read in pages; past the cap the older messages are left out and the
 result says so. SQLite file and PostgreSQL."""
 
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import pytest
 
 from host.storage import ConversationStore, StoredMessage
-from host.storage.export import MESSAGE_OVERHEAD
+from host.storage.export import MESSAGE_OVERHEAD, ExportedMessage, size
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +70,7 @@ async def test_past_the_cap_the_older_messages_are_left_out_and_it_says_so(
             conversation = await store.current_conversation(user)
             for index in range(10):
                 await store.append(conversation, said(f"message {index}"), user)
-            cap = 3 * (len(b"message 0") + MESSAGE_OVERHEAD)
+            cap = 3 * (len(b'"message 0"') + MESSAGE_OVERHEAD)  # as JSON writes it, quotes and all
             exported = await store.exports.of_user(user, user, max_bytes=cap, page=2)
             lonely = new_id()
             nothing = await store.exports.of_user(lonely, lonely, max_bytes=cap)
@@ -79,3 +81,10 @@ async def test_past_the_cap_the_older_messages_are_left_out_and_it_says_so(
         "message 9",
     ]
     assert nothing.messages == 0 and not nothing.cut
+
+
+def test_a_message_counts_as_json_and_markdown_grow_it_so_neither_file_passes_the_cap_by_much() -> None:
+    at = datetime(2026, 12, 4, tzinfo=UTC)
+    controls = ExportedMessage("user", "\x01" * 1000, None, None, at)  # JSON writes each as \u0001
+    lines = ExportedMessage("user", "\n" * 1000, None, None, at)  # Markdown quotes each line with "> "
+    assert size(controls) >= len(json.dumps(controls.content)) and size(lines) >= 3000
