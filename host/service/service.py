@@ -195,7 +195,9 @@ class Service:
 
     async def _audit_tool_call(self, user_id: int | None, event: ToolFinished) -> None:
         try:
-            await self.store.audit.record(user_id, "tool_call", server=event.server, tool=event.tool, ok=event.ok)
+            known = event.server != "?"  # a name the model made up is its text: never kept
+            tool = event.tool if known else "?"
+            await self.store.audit.record(user_id, "tool_call", server=event.server, tool=tool, ok=event.ok)
         except StorageError as error:
             log.warning("tool_call_not_audited", error=str(error))
 

@@ -35,6 +35,9 @@ def delete_empty_reset(connection: Connection, before: datetime) -> None:
     )
 
 
+OWN_ACTIONS = ("tool_call", "export")  # audit entries of what a user did for themselves; /forget deletes them
+
+
 def delete_user(connection: Connection, user_id: int) -> int:
     """Everything kept of a user: their private chat (every conversation, the bot's answers and the replies owed
     with it), their messages in groups, their private chat's settings, their user row, refusal notices, usage,
@@ -50,7 +53,7 @@ def delete_user(connection: Connection, user_id: int) -> int:
     connection.execute(delete(RefusalNotice).where(RefusalNotice.user_id == user_id))
     connection.execute(delete(UsageDay).where(UsageDay.user_id == user_id))
     connection.execute(delete(BroadcastRecipient).where(BroadcastRecipient.user_id == user_id))
-    connection.execute(delete(AuditEntry).where(AuditEntry.actor == user_id))
+    connection.execute(delete(AuditEntry).where(AuditEntry.actor == user_id, AuditEntry.action.in_(OWN_ACTIONS)))
     return int(deleted or 0)
 
 

@@ -78,11 +78,13 @@ async def test_forgetting_a_user_leaves_no_row_of_theirs_and_every_row_of_others
                 await store.usage.add(someone, "2026-12-04", Spent(tokens=10, turns=1))
                 await store.audit.record(someone, "tool_call", server="s", tool="t")
             await store.audit.record(None, "block", user)  # an admin's action on them stays, like the blocklist
+            await store.audit.record(user, "broadcast")  # and so do their own actions as an admin
             deleted = await store.forget_user(user)
             audit = [(entry.actor, entry.action) for entry in await store.audit.recent(1000)]
             assert await store.usage.of_user(user, "2026-12-04") == Spent()
             assert (await store.usage.of_user(other, "2026-12-04")).tokens == 10
             assert (user, "tool_call") not in audit and (other, "tool_call") in audit and (None, "block") in audit
+            assert (user, "broadcast") in audit
             user_window = await store.window(await store.current_conversation(user), max_messages=10, max_tokens=999)
             other_window = await store.window(await store.current_conversation(other), max_messages=10, max_tokens=999)
             group_window = await store.window(await store.current_conversation(group), max_messages=10, max_tokens=999)

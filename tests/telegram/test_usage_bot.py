@@ -26,7 +26,10 @@ def test_a_user_over_budget_is_told_when_it_resets_and_admins_see_the_day(
     api: FakeBotAPI, model: ScriptedModelServer, tmp_path: Path
 ) -> None:
     model.script(
-        Reply(tool_calls=(Call("peer__env", {"name": "SECRET_ARGUMENT"}),), usage=(30, 5)),
+        Reply(
+            tool_calls=(Call("peer__env", {"name": "SECRET_ARGUMENT"}), Call("my card 4111 1111 1111 1111", {})),
+            usage=(30, 5),
+        ),
         lambda body: Reply(text=f"done {tool_results(body)[0]}", usage=(40, 5)),
     )
     port = free_port()
@@ -53,12 +56,12 @@ def test_a_user_over_budget_is_told_when_it_resets_and_admins_see_the_day(
     answered, over, usage, help_text = api.texts(42)
     assert answered.startswith("done")
     assert over.startswith("⏳ You have used your 80 tokens for today. It resets at 00:00 UTC, in ")
-    assert usage.startswith("Today (UTC) you used 80 tokens in 1 answers (2 model calls, 1 tool calls).")
+    assert usage.startswith("Today (UTC) you used 80 tokens in 1 answers (2 model calls, 2 tool calls).")
     assert "Your daily budget is 80 tokens: 0 left." in usage
     assert "Commands:" in help_text and "/stats" not in help_text
     assert len(model.requests) == 2  # the refused message never reached the model
     admin_stats = api.texts(ADMIN)[0]
-    assert "Messages answered: 1" in admin_stats and "Model calls: 2, tool calls: 1" in admin_stats
+    assert "Messages answered: 1" in admin_stats and "Model calls: 2, tool calls: 2" in admin_stats
     assert "Tokens: 80" in admin_stats and "Users: 1 (0 blocked), active today: 1" in admin_stats
     assert stats.status_code == 200 and stats.json()["today"]["tokens"] == 80 and stats.json()["users"] == 1
     assert (without.status_code, wrong.status_code) == (401, 403)
@@ -66,7 +69,8 @@ def test_a_user_over_budget_is_told_when_it_resets_and_admins_see_the_day(
         contents = [row[0] for row in db.execute("SELECT content FROM messages")]
         audit = db.execute("SELECT actor, action, detail FROM audit_log").fetchall()
     assert not [text for text in contents if text and "budget is spent" in text]
-    assert [(actor, action, json.loads(detail)) for actor, action, detail in audit] == [
-        (42, "tool_call", {"server": "peer", "tool": "env", "ok": True})
+    assert sorted(((a, b, json.loads(c)) for a, b, c in audit), key=str) == [  # the calls ran side by side
+        (42, "tool_call", {"server": "?", "tool": "?", "ok": False}),  # a made-up name is the model's text
+        (42, "tool_call", {"server": "peer", "tool": "env", "ok": True}),
     ]
-    assert "SECRET_ARGUMENT" not in str(audit)
+    assert "SECRET_ARGUMENT" not in str(audit) and "4111" not in str(audit)
