@@ -79,8 +79,9 @@ class Broadcasting:
     async def pending(self, broadcast_id: int, limit: int) -> list[int]:
         return await self.store.broadcasts.pending(broadcast_id, limit)
 
-    async def mark(self, broadcast_id: int, user_id: int, outcome: Outcome) -> None:
-        await self.store.broadcasts.mark(broadcast_id, user_id, outcome)
+    async def mark(self, broadcast_id: int, user_id: int, outcome: Outcome) -> bool:
+        """Record one recipient's outcome; False when this process no longer holds the broadcast."""
+        return await self.store.broadcasts.mark(broadcast_id, user_id, outcome, self.store.owner)
 
     async def finish(self, broadcast_id: int) -> Progress | None:
         """The broadcast done, with its audit entry; its counts, or None when it was not this process's to finish."""

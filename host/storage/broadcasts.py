@@ -79,13 +79,22 @@ class Broadcasts:
 
     async def claim(self, owner: str, *, alone: bool) -> Claimed | None:
         """Take the oldest unfinished broadcast that is `owner`'s to send: one without an owner, its own, or one
-        whose lease lapsed; with `alone` (the only process, as with polling) any unfinished one. None when there is
-        none (or another process took it a moment ago)."""
+        whose lease lapsed, while no other process is sending one (Telegram's limit is the bot's, not a replica's:
+        one broadcast goes out at a time); with `alone` (the only process, as with polling) any unfinished one.
+        None when there is none (or another process took it a moment ago)."""
         now = utcnow()
 
         def work(connection: Connection) -> Claimed | None:
             unowned = or_(Broadcast.owner.is_(None), Broadcast.owner == owner, Broadcast.lease_until < now)
-            takeable = Broadcast.finished_at.is_(None) if alone else and_(Broadcast.finished_at.is_(None), unowned)
+            other = Broadcast.__table__.alias("other")
+            another_sending = exists().where(
+                other.c.finished_at.is_(None), other.c.owner != owner, other.c.lease_until >= now
+            )
+            takeable = (
+                Broadcast.finished_at.is_(None)
+                if alone
+                else and_(Broadcast.finished_at.is_(None), unowned, ~another_sending)
+            )
             found = connection.execute(
                 select(Broadcast.id, Broadcast.owner, Broadcast.text, Broadcast.created_by)
                 .where(takeable)
@@ -120,31 +129,43 @@ class Broadcasts:
         return await self._transactions.write("renew the broadcast's lease", work)
 
     async def pending(self, broadcast_id: int, limit: int) -> list[int]:
-        """Up to `limit` users still to send to, by user id."""
-        query = (
-            select(BroadcastRecipient.user_id)
-            .where(BroadcastRecipient.broadcast_id == broadcast_id, BroadcastRecipient.state == "pending")
-            .order_by(BroadcastRecipient.user_id)
-            .limit(limit)
-        )
-        return await self._transactions.read(
-            "read the broadcast's recipients", lambda connection: [int(user) for user in connection.scalars(query)]
-        )
+        """Up to `limit` users still to send to, by user id; those an admin blocked since it was created are
+        skipped first."""
+        waiting = (BroadcastRecipient.broadcast_id == broadcast_id) & (BroadcastRecipient.state == "pending")
+        blocked = exists().where(BlockedUser.user_id == BroadcastRecipient.user_id)
+        query = select(BroadcastRecipient.user_id).where(waiting).order_by(BroadcastRecipient.user_id).limit(limit)
 
-    async def mark(self, broadcast_id: int, user_id: int, outcome: Outcome) -> None:
-        """What became of one recipient; `skipped` (they blocked the bot) also marks the user unreachable, so that
-        the next broadcast leaves them out until they write again."""
+        def work(connection: Connection) -> list[int]:
+            connection.execute(update(BroadcastRecipient).where(waiting, blocked).values(state="skipped"))
+            return [int(user) for user in connection.scalars(query)]
 
-        def work(connection: Connection) -> None:
-            connection.execute(
+        return await self._transactions.write("read the broadcast's recipients", work)
+
+    async def mark(self, broadcast_id: int, user_id: int, outcome: Outcome, owner: str) -> bool:
+        """What became of one recipient, recorded only while `owner` holds the broadcast; False when it does not
+        (another process took it over: the sender stops, having sent at most this one message twice). `skipped`
+        (they blocked the bot) also marks the user unreachable, so that the next broadcast leaves them out until
+        they write again."""
+        held = exists().where(Broadcast.id == broadcast_id, Broadcast.owner == owner, Broadcast.finished_at.is_(None))
+
+        def work(connection: Connection) -> bool:
+            marked = connection.execute(
                 update(BroadcastRecipient)
-                .where(BroadcastRecipient.broadcast_id == broadcast_id, BroadcastRecipient.user_id == user_id)
+                .where(
+                    BroadcastRecipient.broadcast_id == broadcast_id,
+                    BroadcastRecipient.user_id == user_id,
+                    BroadcastRecipient.state == "pending",
+                    held,
+                )
                 .values(state=outcome)
             )
+            if marked.rowcount != 1:
+                return False
             if outcome == "skipped":
                 connection.execute(update(User).where(User.id == user_id).values(unreachable_since=utcnow()))
+            return True
 
-        await self._transactions.write("record a broadcast's send", work)
+        return await self._transactions.write("record a broadcast's send", work)
 
     async def progress(self, broadcast_id: int) -> Progress | None:
         """The broadcast's counts; None when there is no such broadcast."""

@@ -222,7 +222,8 @@ class Broadcast(Base):
 
 
 class BroadcastRecipient(Base):
-    """One user of a broadcast and what became of it: pending, sent, failed, or skipped (they blocked the bot)."""
+    """One user of a broadcast and what became of it: pending, sent, failed, or skipped (they blocked the bot, or an
+    admin blocked them)."""
 
     __tablename__ = "broadcast_recipients"
     __table_args__ = (

@@ -34,7 +34,7 @@ SLACK = 1.05  # each slot is this much longer than 1/rate: network jitter never 
 def report_text(progress: Progress) -> str:
     return (
         f"Broadcast {progress.id}: sent {progress.sent}, failed {progress.failed}, "
-        f"skipped {progress.skipped} (they blocked the bot)"
+        f"skipped {progress.skipped} (they blocked the bot, or an admin blocked them)"
     )
 
 
@@ -91,7 +91,9 @@ class Sender:
         log.info("broadcast_sending", broadcast=claimed.id)
         while recipients := await self.broadcasting.pending(claimed.id, BATCH):
             for user_id in recipients:
-                await self.broadcasting.mark(claimed.id, user_id, await self._deliver(user_id, text))
+                if not await self.broadcasting.mark(claimed.id, user_id, await self._deliver(user_id, text)):
+                    log.warning("broadcast_taken_over", broadcast=claimed.id)
+                    return
         progress = await self.broadcasting.finish(claimed.id)
         if progress is None:  # another process finished it
             return

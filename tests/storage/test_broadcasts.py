@@ -97,11 +97,11 @@ async def test_outcomes_are_counted_reported_once_and_a_skipped_user_is_left_out
             await add_users(store, 1, 2, 3, 4)
             broadcast_id, _ = await store.broadcasts.create("first", by=7)
             assert await store.broadcasts.claim(store.owner, alone=False) is not None
-            await store.broadcasts.mark(broadcast_id, 1, "sent")
-            await store.broadcasts.mark(broadcast_id, 2, "failed")
-            await store.broadcasts.mark(broadcast_id, 3, "skipped")
+            await store.broadcasts.mark(broadcast_id, 1, "sent", store.owner)
+            await store.broadcasts.mark(broadcast_id, 2, "failed", store.owner)
+            await store.broadcasts.mark(broadcast_id, 3, "skipped", store.owner)
             assert await store.broadcasts.pending(broadcast_id, 10) == [4]
-            await store.broadcasts.mark(broadcast_id, 4, "sent")
+            await store.broadcasts.mark(broadcast_id, 4, "sent", store.owner)
             finished = await store.broadcasts.finish(broadcast_id, store.owner)
             assert finished is not None
             assert (finished.sent, finished.failed, finished.skipped, finished.pending, finished.finished) == (
@@ -122,3 +122,36 @@ async def test_outcomes_are_counted_reported_once_and_a_skipped_user_is_left_out
                 ("broadcast_finished", broadcast_id, {"sent": 2, "failed": 1, "skipped": 1}),
                 ("broadcast", second, {"recipients": 3}),
             ]
+
+
+async def test_a_user_blocked_after_the_broadcast_was_created_is_skipped_not_sent_it(empty_url: str) -> None:
+    with anyio.fail_after(30):
+        async with ConversationStore.open(empty_url) as store:
+            await add_users(store, 1, 2)
+            broadcast_id, recipients = await store.broadcasts.create("hello", by=None)
+            await store.block_user(2, by=None)
+            assert recipients == 2 and await store.broadcasts.pending(broadcast_id, 10) == [1]
+            progress = await store.broadcasts.progress(broadcast_id)
+            assert progress is not None and (progress.pending, progress.skipped) == (1, 1)
+
+
+async def test_a_replica_that_lost_its_lease_records_nothing_more_and_one_broadcast_goes_out_at_a_time(
+    empty_url: str,
+) -> None:
+    with anyio.fail_after(30):
+        async with ConversationStore.open(empty_url) as one, ConversationStore.open(empty_url) as two:
+            await add_users(one, 1, 2)
+            first, _ = await one.broadcasts.create("first", by=None)
+            await two.broadcasts.create("second", by=None)
+            assert await one.broadcasts.claim(one.owner, alone=False) is not None
+            assert await two.broadcasts.claim(two.owner, alone=False) is None  # one is being sent: not a second
+
+            def lapse(connection: Connection) -> None:
+                connection.execute(update(Broadcast).values(lease_until=utcnow() - timedelta(seconds=1)))
+
+            await one.transactions.write("let the lease lapse", lapse)
+            taken = await two.broadcasts.claim(two.owner, alone=False)
+            assert taken is not None and taken.id == first
+            assert await one.broadcasts.mark(first, 1, "sent", one.owner) is False  # the old owner stops here
+            assert await two.broadcasts.mark(first, 1, "sent", two.owner) is True
+            assert await two.broadcasts.mark(first, 1, "sent", two.owner) is False  # recorded once

@@ -96,9 +96,7 @@ async def test_a_database_that_fails_mid_broadcast_interrupts_it_until_it_is_bac
             await api.wait_for(lambda: len(api.sent()) >= 10)
             with sqlite3.connect(tmp_path / "mcpbot.db") as database:
                 database.execute("ALTER TABLE broadcasts RENAME TO broadcasts_away")
-            await until(
-                lambda: {"broadcast_lease_not_renewed", "broadcast_interrupted"} <= {log["event"] for log in logs}
-            )
+            await until(lambda: any(log["event"] == "broadcast_interrupted" for log in logs))  # a mark failed
             with sqlite3.connect(tmp_path / "mcpbot.db") as database:
                 database.execute("ALTER TABLE broadcasts_away RENAME TO broadcasts")
             await api.wait_for(lambda: set(received(api)) == set(USERS), timeout=15)

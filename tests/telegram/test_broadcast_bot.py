@@ -159,9 +159,9 @@ def test_users_who_blocked_the_bot_are_skipped_counted_and_left_out_next_time(
     assert api.texts(ADMIN) == [
         "Nothing was sent: the text to broadcast is empty. Usage: /broadcast TEXT",
         "Broadcast 1 to 5 users started; I will tell you how many got it when it is done.",
-        "Broadcast 1: sent 3, failed 0, skipped 2 (they blocked the bot)",
+        "Broadcast 1: sent 3, failed 0, skipped 2 (they blocked the bot, or an admin blocked them)",
         "Broadcast 2 to 3 users started; I will tell you how many got it when it is done.",
-        "Broadcast 2: sent 3, failed 0, skipped 0 (they blocked the bot)",
+        "Broadcast 2: sent 3, failed 0, skipped 0 (they blocked the bot, or an admin blocked them)",
     ]
     assert api.texts(1) == ["Hello\neveryone", "And again", "Once more"]
     assert api.texts(3)[1:] == ["Hello\neveryone", "And again", "Once more"]
