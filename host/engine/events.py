@@ -1,5 +1,5 @@
-"""What a turn reports as it runs: the model's deltas (from the model client), tools starting and finishing,
-and the turn's end with its answer. Values only; front ends format them."""
+"""What a turn reports as it runs: the model's deltas (from the model client), each model call's cost, tools
+starting and finishing, and the turn's end with its answer. Values only; front ends format them."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +25,19 @@ class ToolFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelCalled:
+    """One model call finished, with what it cost (the server's count, else our estimate): reported as it happens,
+    so that a turn that fails later is still counted."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
 class TurnFinished:
     text: str
     usage: Usage
     tool_calls: int
-    llm_calls: int = 0
     refused: bool = False  # the message was not taken (it cannot fit the context): `text` says why; nothing stored
 
 
-EngineEvent = TextDelta | ReasoningDelta | ToolStarted | ToolFinished | TurnFinished
+EngineEvent = TextDelta | ReasoningDelta | ToolStarted | ToolFinished | ModelCalled | TurnFinished

@@ -19,7 +19,7 @@ import structlog
 from openai.types.chat import ChatCompletionMessageParam
 
 from host.engine.calls import Call, CallLimits, fit, resolve
-from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
+from host.engine.events import EngineEvent, ModelCalled, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import Completion, ReasoningDelta, TextDelta, Usage
 from host.engine.outcomes import empty_answer_note, refusal, turn_summary
 from host.engine.prompt import system_prompt
@@ -76,7 +76,6 @@ class _Turn:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tool_calls: int = 0
-    llm_calls: int = 0
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -196,7 +195,7 @@ class Engine:
                 async for delta in self._ask(turn, replies, with_tools=not answer_now):
                     yield delta
                 completion = replies[0]
-                self._count(turn, completion, with_tools=not answer_now)
+                yield ModelCalled(self._count(turn, completion, with_tools=not answer_now))
                 if answer_now or not completion.tool_calls:
                     finished = await self._finish(turn, completion, step)
                     outcome = "answered"
@@ -275,12 +274,12 @@ class Engine:
         )
         return _Context(catalogue, prompt, budget)
 
-    def _count(self, turn: _Turn, completion: Completion, *, with_tools: bool) -> None:
-        """Add one model call's tokens: the server's count, or our estimate when it sends none."""
-        turn.llm_calls += 1
+    def _count(self, turn: _Turn, completion: Completion, *, with_tools: bool) -> Usage:
+        """Add one model call's tokens to the turn's: the server's count, or our estimate when it sends none."""
         usage = completion.usage or _estimated_usage(turn, completion, with_tools=with_tools)
         turn.prompt_tokens += usage.prompt_tokens
         turn.completion_tokens += usage.completion_tokens
+        return usage
 
     async def _finish(self, turn: _Turn, completion: Completion, steps: int) -> TurnFinished:
         text = completion.text
@@ -295,7 +294,7 @@ class Engine:
         answer = _text_message("assistant", text)
         await self.store.append(turn.conversation_id, answer)
         usage = Usage(prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens)
-        return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls, llm_calls=turn.llm_calls)
+        return TurnFinished(text=text, usage=usage, tool_calls=turn.tool_calls)
 
     async def _remember_call(self, turn: _Turn, completion: Completion) -> list[Call]:
         """Store the model's tool calls, resolved once (calls.resolve): which run, and which are refused."""

@@ -8,15 +8,16 @@ import this package, the app and the errors only.
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import anyio
 import structlog
 
 from host import metrics
-from host.engine.events import EngineEvent, ToolFinished, TurnFinished
+from host.engine.events import EngineEvent, ModelCalled, ToolFinished, TurnFinished
 from host.engine.llm import ChatModel
 from host.engine.loop import Engine
 from host.errors import ConfigError, StorageError
@@ -38,6 +39,8 @@ from host.storage.pending import Orphan
 from host.storage.usage import Spent
 
 log = structlog.get_logger("host.service")
+
+RECORD_SECONDS = 5.0  # a turn's usage is still recorded when it is cancelled, within this
 
 
 class Service:
@@ -163,18 +166,19 @@ class Service:
     ) -> AsyncGenerator[EngineEvent, None]:
         """The turn's events, while bot_active_sessions counts it; its end is a message in bot_messages_total
         (answered, refused, or failed when it raised; a repeated delivery, which yields nothing, is not counted).
-        An answered turn's cost is added to its user's usage; with AUDIT_TOOL_CALLS each tool call is audited."""
+        Whatever the model calls cost is added to the user's usage however the turn ends (an answered turn also
+        counts as an answer, with its time); with AUDIT_TOOL_CALLS each tool call is audited."""
         status: str | None = None
         started = time.perf_counter()
+        spent = Spent()
         metrics.ACTIVE_SESSIONS.inc()
         self.running += 1
         try:
             async with aclosing(turn) as events:
                 async for event in events:
+                    spent = _add(spent, event, time.perf_counter() - started)
                     if isinstance(event, TurnFinished):
                         status = "refused" if event.refused else "answered"
-                        if not event.refused:
-                            await self.usage.record(user_id, _spent(event, time.perf_counter() - started))
                     elif isinstance(event, ToolFinished) and self.audit_tool_calls:
                         await self._audit_tool_call(user_id, event)
                     yield event
@@ -192,6 +196,9 @@ class Service:
             metrics.ACTIVE_SESSIONS.dec()
             if status is not None:
                 self._counted(status, user_id)
+            if spent.llm_calls:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(RECORD_SECONDS):
+                    await self.usage.record(user_id, spent)
 
     async def _audit_tool_call(self, user_id: int | None, event: ToolFinished) -> None:
         try:
@@ -355,11 +362,14 @@ class Service:
         return await self.broadcasting.progress(broadcast_id)
 
 
-def _spent(finished: TurnFinished, seconds: float) -> Spent:
-    return Spent(
-        tokens=finished.usage.prompt_tokens + finished.usage.completion_tokens,
-        turns=1,
-        llm_calls=finished.llm_calls,
-        tool_calls=finished.tool_calls,
-        seconds=seconds,
-    )
+def _add(spent: Spent, event: EngineEvent, seconds: float) -> Spent:
+    """What a turn has cost so far, after `event`: a model call's tokens, a tool call, or the answer (with the
+    turn's time)."""
+    if isinstance(event, ModelCalled):
+        tokens = event.usage.prompt_tokens + event.usage.completion_tokens
+        return replace(spent, tokens=spent.tokens + tokens, llm_calls=spent.llm_calls + 1)
+    if isinstance(event, ToolFinished):
+        return replace(spent, tool_calls=spent.tool_calls + 1)
+    if isinstance(event, TurnFinished) and not event.refused:
+        return replace(spent, turns=1, seconds=seconds)
+    return spent

@@ -3,13 +3,16 @@ usage), calls and time are added to its user's day; a user over USER_DAILY_TOKEN
 DAILY_TOKEN_BUDGET is spent, is refused before anything is stored and told when it resets; admins and the terminal
 have no budget; /stats sums the day; the retention chore and /forget delete usage rows. A real SQLite store."""
 
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from host.errors import StorageError
+from host.engine.llm import Completion, ModelEvent, ToolCall, Usage
+from host.errors import ModelUnavailable, StorageError
 from host.service import Budgets, Request, Service
 from host.service.usage import duration, seconds_to_reset, today
 from host.storage.models import Message, UsageDay
@@ -95,3 +98,26 @@ async def test_blocks_and_unblocks_are_audited_with_who_and_whom(tmp_path: Path)
 def test_the_reset_is_counted_to_midnight_utc() -> None:
     assert seconds_to_reset(datetime(2026, 12, 4, 23, 30, tzinfo=UTC)) == 1800
     assert duration(1800) == "30 min" and duration(3 * 3600 + 120) == "3 h 2 min" and duration(5) == "1 min"
+
+
+class CallsThenFails(ScriptedModel):
+    """Asks for a tool (reporting 1,000 + 50 tokens), then stops answering: the turn fails after spending."""
+
+    async def complete(self, messages: Any, tools: Any = None, **_: Any) -> AsyncGenerator[ModelEvent, None]:
+        self.requests.append(list(messages))
+        if len(self.requests) > 1:
+            raise ModelUnavailable("the model stopped answering")
+        call = ToolCall(id="call_1", name="nowhere__tool", arguments="{}")
+        yield Completion(text="", reasoning="", tool_calls=(call,), usage=Usage(1000, 50), finish_reason="tool_calls")
+
+
+async def test_a_turn_that_fails_after_calling_the_model_still_spends_the_budget(tmp_path: Path) -> None:
+    async with service_for(tmp_path, CallsThenFails(), budgets=Budgets(per_user=500)) as service:
+        request = Request(chat_id=1, text="spend and fail", user_id=1, update_id=1)
+        assert await service.admit(request, turn=True) is None
+        with pytest.raises(ModelUnavailable):
+            await answer(service, request)
+        spent = (await service.usage_of(1)).spent
+        assert (spent.tokens, spent.llm_calls, spent.tool_calls, spent.turns) == (1050, 1, 1, 0)
+        refusal = await service.admit(Request(chat_id=1, text="again", user_id=1, update_id=2), turn=True)
+        assert refusal is not None and refusal.reason == "over_budget"
