@@ -18,6 +18,7 @@ log = structlog.get_logger("host.telegram")
 
 USAGE = "Usage: /{name} USER_ID (the user's numeric Telegram id)"
 REASON_MAX_CHARS = 1500
+STATS_PRIVATE = "Send /stats in a private chat with me: I do not post the bot's figures where others read."
 
 
 async def register_commands(bot: Bot, admins: frozenset[int]) -> None:
@@ -40,7 +41,8 @@ async def admin_command(service: Service, bot: Bot, message: Incoming, target: T
     """/block and /unblock USER_ID, /reload, /stats, /broadcast TEXT, for an admin."""
     name = message.text
     if name == "stats":
-        await send_html(bot, target, html.escape((await service.stats()).text))
+        text = (await service.stats()).text if message.private else STATS_PRIVATE
+        await send_html(bot, target, html.escape(text))
         return
     if name == "reload":
         await send_html(bot, target, html.escape(await reload_text(service, message.user_id)))

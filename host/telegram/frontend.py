@@ -56,6 +56,7 @@ TOO_LONG = "⚠️ This message is longer than Telegram allows, so I did not rea
 NO_TEXT = "Send me a question after the mention, for example: @{username} what can you do?"
 MODEL_BUTTON = "model:"  # a /model button's callback data: this, then the model's name
 CALLBACK_DATA_BYTES = 64  # Telegram's limit: a model with a longer name gets no button, only /model NAME
+USAGE_PRIVATE = "Send /usage in a private chat with me: I do not post your figures where others read."
 STALE_BUTTON = "This button is no longer valid. Send /model to choose again."
 
 
@@ -209,7 +210,8 @@ class FrontEnd:
         elif name == "mcp":
             await toggles.command(self.service, self.bot, message, target, _who(message))
         elif name == "usage":
-            await self._tell(target, (await self.service.usage_of(message.user_id)).text)
+            private = message.private and message.user_id is not None
+            await self._tell(target, (await self.service.usage_of(message.user_id)).text if private else USAGE_PRIVATE)
         elif name == "forget":
             await forget.ask(self.bot, message, target)
         elif name == "export":

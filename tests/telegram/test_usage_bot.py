@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from host.telegram.admin import STATS_PRIVATE
+from host.telegram.frontend import USAGE_PRIVATE
 from tests.conftest import free_port, peer_server
 from tests.peers.openai_server import Call, Reply, ScriptedModelServer, tool_results
 from tests.peers.telegram_server import FakeBotAPI
@@ -49,7 +51,9 @@ def test_a_user_over_budget_is_told_when_it_resets_and_admins_see_the_day(
         api.push_message(42, "/stats")  # not an admin: the help text
         bot.wait_until(lambda: len(api.texts(42)) == 4)
         api.push_message(ADMIN, "/stats")
-        bot.wait_until(lambda: len(api.texts(ADMIN)) == 1)
+        api.push_message(-100, "/stats@fake_bot", chat_type="supergroup", user_id=ADMIN)
+        api.push_message(-100, "/usage@fake_bot", chat_type="supergroup", user_id=42)
+        bot.wait_until(lambda: len(api.texts(ADMIN)) == 1 and len(api.texts(-100)) == 2)
         stats = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
         without = httpx.get(url, timeout=10)
         wrong = httpx.get(url, headers={"Authorization": "Bearer " + "f" * 32}, timeout=10)
@@ -63,6 +67,7 @@ def test_a_user_over_budget_is_told_when_it_resets_and_admins_see_the_day(
     admin_stats = api.texts(ADMIN)[0]
     assert "Messages answered: 1" in admin_stats and "Model calls: 2, tool calls: 2" in admin_stats
     assert "Tokens: 80" in admin_stats and "Users: 1 (0 blocked), active today: 1" in admin_stats
+    assert api.texts(-100) == [STATS_PRIVATE, USAGE_PRIVATE]  # a group never sees anyone's figures
     assert stats.status_code == 200 and stats.json()["today"]["tokens"] == 80 and stats.json()["users"] == 1
     assert (without.status_code, wrong.status_code) == (401, 403)
     with database(tmp_path) as db:
