@@ -12,12 +12,14 @@ wrong one (refusals logged at most once a minute per reason).
                                           newest N (default 50, at most 500) first; 400 for another limit
     POST /api/admin/broadcast             body {"text": "..."}: 202 {"id": 3, "recipients": 500}, sent in the
                                           background (host.telegram.broadcast); 400 {"error": ...} for a body
-                                          that is not such JSON, or an empty text or one over 4096 characters
+                                          that is not such JSON, or an empty text or one over 4096 characters;
+                                          413 for a body over 64 KB
     GET  /api/admin/broadcasts/{id}       {"id", "recipients", "pending", "sent", "failed", "skipped", "finished"}
                                           or 404 for an unknown id
 """
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
@@ -34,6 +36,8 @@ from host.telegram.webserver import refused
 
 PREFIX = "/api/admin"
 AUDIT_LIMIT, MAX_AUDIT_LIMIT = 50, 500
+MAX_BODY_BYTES = 64 * 1024  # a broadcast's JSON: 4096 characters, escaped, fit many times over
+TOO_BIG = object()
 MAX_ID = 2**63 - 1  # a larger id is no row's (and no database's integer)
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -105,10 +109,9 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
         return JSONResponse(asdict(await service.stats()))
 
     async def broadcast(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        body = await _json_body(request)
+        if body is TOO_BIG:
+            return JSONResponse({"error": f"the body is over {MAX_BODY_BYTES:,} bytes"}, 413)
         text = body.get("text") if isinstance(body, dict) else None
         if not isinstance(text, str):
             return JSONResponse({"error": 'send a JSON object {"text": "..."}'}, 400)
@@ -133,3 +136,17 @@ def admin_routes(app: App, refusals: Throttle) -> list[Route]:
         Route(f"{PREFIX}/broadcast", guarded(broadcast), methods=["POST"]),
         Route(f"{PREFIX}/broadcasts/{{broadcast_id:int}}", guarded(broadcast_progress), methods=["GET"]),
     ]
+
+
+async def _json_body(request: Request) -> object:
+    """The request's JSON, read up to MAX_BODY_BYTES (TOO_BIG past it); None when it is not JSON (or nested too
+    deep for the parser)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return TOO_BIG
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None

@@ -4,7 +4,8 @@ the whole process, then reports the counts to the admin who started it.
 
 Each recipient's outcome is stored right after its send, so a restart resumes with the pending ones; a crash
 between a send and its mark sends that one message again (as may a send that timed out after Telegram took it).
-Telegram's answers decide the outcome: 429 waits the retry_after asked for and sends to the same user again;
+Telegram's answers decide the outcome: 429 waits the retry_after asked for and sends to the same user again (up
+to FLOOD_ATTEMPTS times);
 Forbidden (they blocked the bot, or their account is gone) skips them and marks them unreachable; network failures
 are retried with backoff NETWORK_ATTEMPTS times in all; anything else fails that recipient.
 """
@@ -26,6 +27,7 @@ log = structlog.get_logger("host.telegram")
 POLL_SECONDS = 5.0  # how often broadcasts of other processes (a lapsed lease) are looked for
 BATCH = 100  # recipients read at once
 NETWORK_ATTEMPTS = 4
+FLOOD_ATTEMPTS = 5  # 429s in a row for one recipient before it counts as failed (each waited out first)
 NETWORK_BACKOFF = 0.5  # seconds after the first network failure, doubling up to NETWORK_BACKOFF_CAP
 NETWORK_BACKOFF_CAP = 8.0
 SLACK = 1.05  # each slot is this much longer than 1/rate: network jitter never packs rate+1 into Telegram's second
@@ -108,13 +110,17 @@ class Sender:
             await self._report(claimed.created_by, progress)
 
     async def _deliver(self, user_id: int, text: str) -> Outcome:
-        network_failures = 0
+        network_failures = floods = 0
         while True:
             await self.pace.slot()
             try:
                 await send_html(self.bot, Target(user_id), text, patient=False)
                 return "sent"
             except RetryAfter as error:
+                floods += 1
+                if floods == FLOOD_ATTEMPTS:
+                    log.warning("broadcast_send_failed", chat_id=user_id, error=f"{floods} flood waits in a row")
+                    return "failed"
                 seconds = retry_after_seconds(error)
                 log.warning("broadcast_flood_wait", seconds=seconds)
                 await anyio.sleep(seconds)

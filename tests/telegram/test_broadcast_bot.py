@@ -17,7 +17,8 @@ from sqlalchemy import insert
 
 from host.storage import ConversationStore
 from host.storage.models import User, utcnow
-from host.telegram.broadcast import NETWORK_ATTEMPTS
+from host.telegram.admin_api import MAX_BODY_BYTES
+from host.telegram.broadcast import FLOOD_ATTEMPTS, NETWORK_ATTEMPTS
 from tests.conftest import free_port
 from tests.peers.openai_server import ScriptedModelServer
 from tests.peers.telegram_server import FakeBotAPI
@@ -194,13 +195,18 @@ def test_429_is_waited_out_and_refusals_and_network_failures_fail_only_their_rec
         api.fail("sendMessage", 400, "Bad Request: group chat was upgraded to a supergroup chat", parameters=migrated)
         assert admin_api.broadcast({"text": "second"}).status_code == 202
         bot.wait_until(lambda: admin_api.finished(2), timeout=30)
-        first, second = admin_api.progress(1).json(), admin_api.progress(2).json()
+        api.flood("sendMessage", times=FLOOD_ATTEMPTS, retry_after=1)  # user 1: never let through: failed
+        assert admin_api.broadcast({"text": "third"}).status_code == 202
+        bot.wait_until(lambda: admin_api.finished(3), timeout=30)
+        first, second, third = (admin_api.progress(number).json() for number in (1, 2, 3))
     calls = api.calls_of("sendMessage")
     flooded = next(call for call in calls if call.status == 429)
     assert calls[calls.index(flooded) + 1].at - flooded.at >= 1.0
     assert (first["sent"], first["failed"], second["sent"], second["failed"]) == (2, 1, 1, 2)
-    assert api.texts(1) == [] and api.texts(2) == ["first"] and api.texts(3) == ["first", "second"]
-    assert bot.log.count('"broadcast_flood_wait"') == 1 and bot.log.count('"broadcast_send_failed"') == 3
+    assert (third["sent"], third["failed"]) == (2, 1)
+    assert api.texts(1) == [] and api.texts(2) == ["first", "third"] and api.texts(3) == ["first", "second", "third"]
+    assert bot.log.count('"broadcast_flood_wait"') == FLOOD_ATTEMPTS
+    assert bot.log.count('"broadcast_send_failed"') == 4
 
 
 def test_only_the_token_may_broadcast_and_bad_requests_change_nothing(
@@ -214,6 +220,9 @@ def test_only_the_token_may_broadcast_and_bad_requests_change_nothing(
         not_json = httpx.post(
             f"{admin_api.url}/broadcast", content=b"{nope", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         )
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        deep = httpx.post(f"{admin_api.url}/broadcast", content=b"[" * 60_000, headers=headers, timeout=30)
+        big = httpx.post(f"{admin_api.url}/broadcast", content=b" " * (MAX_BODY_BYTES + 1), headers=headers, timeout=30)
         no_text = admin_api.broadcast({"message": "hi"})
         empty = admin_api.broadcast({"text": "  \n "})
         too_long = admin_api.broadcast({"text": "x" * 4097})
@@ -222,7 +231,8 @@ def test_only_the_token_may_broadcast_and_bad_requests_change_nothing(
         started = admin_api.broadcast({"text": "x" * 4096})
         bot.wait_until(lambda: admin_api.finished(1), timeout=20)
     assert without.status_code == 401 and wrong.status_code == 403
-    assert not_json.status_code == 400 and no_text.status_code == 400
+    assert not_json.status_code == 400 and no_text.status_code == 400 and deep.status_code == 400
+    assert big.status_code == 413
     assert (empty.status_code, empty.json()) == (400, {"error": "the text to broadcast is empty"})
     assert too_long.status_code == 400 and "4096" in too_long.json()["error"]
     assert unknown.status_code == 404 and huge.status_code == 404
