@@ -71,8 +71,8 @@ class Privacy:
     async def forget_old_once(self) -> bool:
         """Claimed update ids and refusal notices are kept for KEEP_UPDATES, long enough for any redelivery
         (Telegram keeps updates for 24 hours), short enough that Telegram's random restart of ids after a quiet week
-        never meets an old one; messages and usage rows for RETENTION_DAYS. False (and a warning) when the database
-        failed."""
+        never meets an old one; messages, usage rows, audited tool calls and finished broadcasts for
+        RETENTION_DAYS. False (and a warning) when the database failed."""
         now = datetime.now(UTC)
         try:
             forgotten = await self.store.forget_updates(now - KEEP_UPDATES)
@@ -81,6 +81,8 @@ class Privacy:
             if self.retention:
                 messages = await self.store.forget_messages(now - self.retention)
                 usage = await self.store.usage.forget_before((now - self.retention).date().isoformat())
+                await self.store.audit.forget_tool_calls_before(now - self.retention)
+                await self.store.broadcasts.forget_finished_before(now - self.retention)
         except StorageError as error:
             log.warning("old_data_not_forgotten", error=str(error))
             return False

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
 from host.storage.models import AuditEntry, utcnow
@@ -35,6 +35,13 @@ class AuditLog:
     async def record(self, actor: int | None, action: str, subject: int | None = None, **detail: Any) -> None:
         await self._transactions.write(
             "write the audit log", lambda connection: record(connection, actor, action, subject, **detail)
+        )
+
+    async def forget_tool_calls_before(self, before: datetime) -> int:
+        """Delete the tool-call entries older than `before` (RETENTION_DAYS; the others are kept); how many."""
+        old = delete(AuditEntry).where(AuditEntry.action == "tool_call", AuditEntry.at < before)
+        return await self._transactions.write(
+            "forget old audit entries", lambda connection: int(connection.execute(old).rowcount or 0)
         )
 
     async def recent(self, limit: int = 50) -> list[Audited]:

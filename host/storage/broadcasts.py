@@ -9,10 +9,10 @@ Imports nothing from the host but storage.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import BigInteger, String, and_, exists, func, insert, literal, or_, select, update
+from sqlalchemy import BigInteger, String, and_, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from host.storage import audit
@@ -166,6 +166,17 @@ class Broadcasts:
             return True
 
         return await self._transactions.write("record a broadcast's send", work)
+
+    async def forget_finished_before(self, before: datetime) -> int:
+        """Delete the broadcasts finished before `before` (RETENTION_DAYS), with their recipients; how many."""
+        old = delete(Broadcast).where(Broadcast.finished_at.is_not(None), Broadcast.finished_at < before)
+
+        def work(connection: Connection) -> int:
+            ids = select(Broadcast.id).where(Broadcast.finished_at.is_not(None), Broadcast.finished_at < before)
+            connection.execute(delete(BroadcastRecipient).where(BroadcastRecipient.broadcast_id.in_(ids)))
+            return int(connection.execute(old).rowcount or 0)
+
+        return await self._transactions.write("forget old broadcasts", work)
 
     async def progress(self, broadcast_id: int) -> Progress | None:
         """The broadcast's counts; None when there is no such broadcast."""

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from host.engine.llm import Completion, ModelEvent, ToolCall, Usage
 from host.errors import ModelUnavailable, StorageError
-from host.service import Budgets, Request, Service
+from host.service import Budgets, Request, Service, Started
 from host.service.usage import duration, seconds_to_reset, today
-from host.storage.models import Message, UsageDay
+from host.storage.models import AuditEntry, Broadcast, Message, UsageDay
 from host.storage.usage import Spent
 from tests.service.test_service import ScriptedModel, answer, service_for
 
@@ -69,7 +69,17 @@ async def test_old_usage_rows_are_purged_and_forget_deletes_the_users(tmp_path: 
         await service.store.usage.add(1, old_day, Spent(tokens=5, turns=1))
         await service.usage.record(1, Spent(tokens=7, turns=1))
         await service.usage.record(2, Spent(tokens=9, turns=1))
+        long_ago = datetime.now(UTC) - timedelta(days=31)
+        await service.store.audit.record(1, "tool_call", server="s", tool="old")
+        await service.store.audit.record(9, "block", 1)  # an admin's action is kept
+        started = await service.broadcast("old news", by=None)
+        assert isinstance(started, Started)
+        async with service.store.engine.begin() as connection:
+            await connection.execute(update(AuditEntry).values(at=long_ago))
+            await connection.execute(update(Broadcast).values(finished_at=long_ago))
         assert await service.forget_old_once() is True
+        assert [entry.action for entry in await service.store.audit.recent()] == ["broadcast", "block"]
+        assert await service.broadcast_progress(started.id) is None
         await service.forget(2)
         async with service.store.engine.connect() as connection:
             rows = (await connection.execute(select(UsageDay.user_id, UsageDay.day, UsageDay.tokens))).all()
