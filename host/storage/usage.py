@@ -100,7 +100,8 @@ class UsageLedger:
         def work(connection: Connection) -> DayTotals:
             today = UsageDay.day == day
             spent = _spent(connection.execute(select(*_SUMS).where(today)).one())
-            active = connection.scalar(select(func.count()).select_from(UsageDay).where(today, UsageDay.turns > 0))
+            people = (UsageDay.turns > 0) & (UsageDay.user_id != 0)  # user 0: the operator at a terminal
+            active = connection.scalar(select(func.count()).select_from(UsageDay).where(today, people))
             users = connection.scalar(select(func.count()).select_from(User))
             blocked = connection.scalar(select(func.count()).select_from(BlockedUser))
             return DayTotals(spent, int(active or 0), int(users or 0), int(blocked or 0))
