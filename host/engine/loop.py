@@ -19,6 +19,7 @@ import structlog
 from openai.types.chat import ChatCompletionMessageParam
 
 from host.engine.calls import Call, CallLimits, fit, resolve
+from host.engine.cost import estimated_usage
 from host.engine.events import EngineEvent, ModelCalled, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import Completion, ReasoningDelta, TextDelta, Usage
 from host.engine.outcomes import empty_answer_note, refusal, turn_summary
@@ -276,7 +277,9 @@ class Engine:
 
     def _count(self, turn: _Turn, completion: Completion, *, with_tools: bool) -> Usage:
         """Add one model call's tokens to the turn's: the server's count, or our estimate when it sends none."""
-        usage = completion.usage or _estimated_usage(turn, completion, with_tools=with_tools)
+        usage = completion.usage or estimated_usage(
+            turn.messages, turn.catalogue.tokens if with_tools else 0, completion
+        )
         turn.prompt_tokens += usage.prompt_tokens
         turn.completion_tokens += usage.completion_tokens
         return usage
@@ -389,20 +392,3 @@ def _as_param(message: StoredMessage) -> ChatCompletionMessageParam:
             param["tool_calls"] = message.tool_calls
         return param  # type: ignore[return-value]
     return {"role": "user", "content": message.content or ""}  # system messages are never stored
-
-
-def _estimated_usage(turn: _Turn, completion: Completion, *, with_tools: bool) -> Usage:
-    """What a call cost by our count (host.tokens): the messages sent, the tools when they were offered, the text
-    and tool calls that came back."""
-    sent = sum(
-        count_message_tokens(
-            str(message["role"]),
-            content if isinstance(content := message.get("content"), str) else json.dumps(content or ""),
-            json.dumps(message.get("tool_calls")) if message.get("tool_calls") else None,
-        )
-        for message in turn.messages
-    )
-    answered = count_tokens(completion.text) + sum(
-        count_tokens(call.name) + count_tokens(call.arguments) for call in completion.tool_calls
-    )
-    return Usage(sent + (turn.catalogue.tokens if with_tools else 0), answered)
