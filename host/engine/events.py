@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from host.engine.llm import ReasoningDelta, TextDelta, Usage
+from host.mcp.tools import BinaryPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class ToolFinished:
     tool: str
     ok: bool
     seconds: float
+    media: tuple[BinaryPart, ...] = ()  # images, audio and blobs the result held, for front ends to show
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from host.engine.prompt import system_prompt
 from host.engine.seams import Conversations, Model, ToolRouter
 from host.errors import ToolError
 from host.mcp.registry import Catalogue
+from host.mcp.tools import BinaryPart
 from host.storage.preferences import NONE, ChatPreferences
 from host.storage.window import StoredMessage
 from host.tokens import count_message_tokens, count_tokens
@@ -351,6 +352,7 @@ class Engine:
     ) -> None:
         started = time.perf_counter()
         ok = False
+        media: tuple[BinaryPart, ...] = ()
         if call.arguments is None:
             content = f"Error: the arguments are not a JSON object: {call.call.arguments[:200]!r}. Call it again."
         elif call.call.name in turn.catalogue.hidden:
@@ -363,9 +365,10 @@ class Engine:
             else:
                 ok = not result.is_error
                 content = result.text() if ok else f"Error: {result.text()}"
+                media = tuple(part for part in result.parts if isinstance(part, BinaryPart) and part.data)
         results[index] = content
         seconds = round(time.perf_counter() - started, 3)
-        finished.append(ToolFinished(call.call.id, call.server, call.tool, ok, seconds))
+        finished.append(ToolFinished(call.call.id, call.server, call.tool, ok, seconds, media))
 
 
 def _holds(window: list[StoredMessage], user: StoredMessage) -> bool:

@@ -38,6 +38,9 @@ class ToolSpec:
         )
 
 
+MAX_MEDIA_BYTES = 20 * 1024 * 1024  # bytes of one image, audio clip or blob kept for front ends to show
+
+
 @dataclass(frozen=True, slots=True)
 class TextPart:
     text: str
@@ -45,12 +48,14 @@ class TextPart:
 
 @dataclass(frozen=True, slots=True)
 class BinaryPart:
-    """An image, an audio clip or a binary resource; text readers (the model, a terminal) see only its size."""
+    """An image, an audio clip or a binary resource; text readers (the model, a terminal) see only its size, front
+    ends that can show it get its bytes (`data`, kept up to MAX_MEDIA_BYTES)."""
 
     kind: str  # "image", "audio" or "resource"
     mime_type: str
     size: int  # bytes, once decoded (0 when the base64 is invalid)
     uri: str | None = None
+    data: bytes = field(default=b"", repr=False, compare=False)  # empty when over MAX_MEDIA_BYTES or invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +109,14 @@ def _part(block: mcp_types.ContentBlock) -> Part:
         case mcp_types.TextContent():
             return TextPart(block.text)
         case mcp_types.ImageContent() | mcp_types.AudioContent():
-            return BinaryPart(block.type, block.mime_type, _decoded_size(block.data))
+            data = _decoded(block.data)
+            return BinaryPart(block.type, block.mime_type, len(data), data=_kept(data))
         case mcp_types.EmbeddedResource(resource=mcp_types.TextResourceContents() as contents):
             return ResourceTextPart(str(contents.uri), contents.text, contents.mime_type)
         case mcp_types.EmbeddedResource(resource=mcp_types.BlobResourceContents() as contents):
             mime = contents.mime_type or "application/octet-stream"
-            return BinaryPart("resource", mime, _decoded_size(contents.blob), str(contents.uri))
+            data = _decoded(contents.blob)
+            return BinaryPart("resource", mime, len(data), str(contents.uri), _kept(data))
         case mcp_types.ResourceLink():
             return LinkPart(str(block.uri), block.name, block.description)
     return TextPart(f"[unsupported content: {getattr(block, 'type', type(block).__name__)}]")
@@ -131,11 +138,16 @@ def _capped(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[:max_chars].rstrip() + " [...]"
 
 
-def _decoded_size(data: str) -> int:
+def _decoded(data: str) -> bytes:
+    """The bytes of base64 text (the SDK holds the text already, within its result's size cap); none when invalid."""
     try:
-        return len(base64.b64decode(data, validate=True))
+        return base64.b64decode(data, validate=True)
     except ValueError:
-        return 0
+        return b""
+
+
+def _kept(data: bytes) -> bytes:
+    return data if len(data) <= MAX_MEDIA_BYTES else b""
 
 
 def _describe(part: Part) -> str:

@@ -7,6 +7,7 @@ turn yields are imported from here. Imports the engine, the MCP registry, storag
 
 from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinished
 from host.engine.llm import ReasoningDelta, TextDelta
+from host.mcp.tools import BinaryPart
 from host.service.broadcasts import Broadcasting, BroadcastRefused, Started
 from host.service.export import ExportFiles
 from host.service.gate import Access, Refused, Request, parse_user_id
@@ -22,6 +23,7 @@ from host.storage.usage import Spent
 __all__ = [
     "MAX_SYSTEM_CHARS",
     "Access",
+    "BinaryPart",
     "BroadcastRefused",
     "Broadcasting",
     "Budgets",

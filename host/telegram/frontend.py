@@ -20,6 +20,7 @@ from host.errors import HostError, ModelUnavailable, StorageError
 from host.redact import redact_clipped
 from host.service import (
     MAX_SYSTEM_CHARS,
+    BinaryPart,
     ChatSettingsView,
     EngineEvent,
     Refused,
@@ -35,6 +36,7 @@ from host.telegram import forget, toggles
 from host.telegram.admin import admin_command
 from host.telegram.export import send_export
 from host.telegram.incoming import ADMIN_COMMANDS, COMMANDS, Incoming
+from host.telegram.media import send_media
 from host.telegram.reply import Reply
 from host.telegram.send import Target, send_html
 from host.telegram.split import split_message
@@ -148,11 +150,12 @@ class FrontEnd:
 
         reply = Reply(self.bot, target, draft_id=update_id if private else None, on_preview_message=preview_shown)
         answer, note = "", None
+        media: list[BinaryPart] = []  # what tools gave back to show, sent after the answer
         started = time.perf_counter()
         async with anyio.create_task_group() as previews:
             previews.start_soon(reply.run_previews)
             try:
-                finished = await self._run_turn(turn, reply)
+                finished = await self._run_turn(turn, reply, media)
                 if finished is None:
                     log.info("update_repeated", action="ignored")
                     return
@@ -181,12 +184,16 @@ class FrontEnd:
             answer = f"{reply.text.rstrip()}\n\n{note}" if reply.text.strip() else note
         try:
             await reply.finish(answer)
+            await send_media(self.bot, target, media)
         finally:
             await self.service.delivered(update_id)
         log.info("reply_sent", seconds=round(time.perf_counter() - started, 3), failed=note is not None)
 
-    async def _run_turn(self, turn: AsyncGenerator[EngineEvent, None], reply: Reply) -> str | None:
-        """The answer's text; None when the update was answered before (the engine then does nothing)."""
+    async def _run_turn(
+        self, turn: AsyncGenerator[EngineEvent, None], reply: Reply, media: list[BinaryPart]
+    ) -> str | None:
+        """The answer's text, with what tools gave back to show added to `media`; None when the update was
+        answered before (the engine then does nothing)."""
         finished = None
         async with aclosing(turn) as events:
             async for event in events:
@@ -196,6 +203,7 @@ class FrontEnd:
                     reply.tool_started(event.call_id, event.server, event.tool, event.arguments)
                 elif isinstance(event, ToolFinished):
                     reply.tool_finished(event.call_id, event.ok)
+                    media.extend(event.media)
                 elif isinstance(event, TurnFinished):
                     finished = event.text
         return finished

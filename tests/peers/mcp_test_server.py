@@ -130,6 +130,14 @@ def document() -> mcp_types.EmbeddedResource:
 
 
 @server.tool()
+def report() -> mcp_types.EmbeddedResource:
+    """A binary resource (a small PDF-like blob) embedded in the result."""
+    blob = base64.b64encode(b"%PDF-1.4 a tiny report").decode()
+    contents = mcp_types.BlobResourceContents(uri="file:///reports/q3.pdf", blob=blob, mime_type="application/pdf")
+    return mcp_types.EmbeddedResource(type="resource", resource=contents)
+
+
+@server.tool()
 def big(size: int) -> str:
     """A string of `size` characters."""
     return "x" * size

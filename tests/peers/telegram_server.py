@@ -51,7 +51,8 @@ from starlette.routing import Route
 from tests.peers.threaded_server import ThreadedServer
 
 MAX_TEXT_LENGTH = 4096
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload (sendDocument)
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload (sendDocument, sendAudio)
+MAX_PHOTO_BYTES = 10 * 1024 * 1024  # a photo (sendPhoto)
 MAX_CAPTION_LENGTH = 1024
 SEND_METHODS = ("sendMessage", "editMessageText", "sendMessageDraft")
 
@@ -275,7 +276,9 @@ class FakeBotAPI:
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
             "sendMessageDraft": self._send_message_draft,
-            "sendDocument": self._send_document,
+            "sendDocument": lambda params: self._send_upload(params, "document"),
+            "sendPhoto": lambda params: self._send_upload(params, "photo"),
+            "sendAudio": lambda params: self._send_upload(params, "audio"),
             "deleteMessage": self._delete_message,
             "sendChatAction": self._send_chat_action,
             "setMyCommands": self._set_my_commands,
@@ -502,14 +505,14 @@ class FakeBotAPI:
         """The visible text (HTML parsed) of each message of the bot in a chat, after edits and deletions."""
         return [message["text"] for message in self.messages(chat_id)]
 
-    def documents(self, chat_id: int | str) -> list[dict[str, Any]]:
-        """Each document the bot sent to a chat (sendDocument), in order, as {"file_name", "data" (bytes),
-        "caption"}."""
+    def documents(self, chat_id: int | str, kind: str = "document") -> list[dict[str, Any]]:
+        """Each file of `kind` ("document", "photo", "audio": sendDocument, sendPhoto, sendAudio) the bot sent to a
+        chat, in order, as {"file_name", "data" (bytes), "caption"}."""
         with self._lock:
             return [
                 {key: document[key] for key in ("file_name", "data", "caption")}
                 for document in self._documents
-                if document["chat_id"] == chat_id
+                if document["chat_id"] == chat_id and document["kind"] == kind
             ]
 
     def raw_texts(self, chat_id: int | str) -> list[str]:
@@ -851,35 +854,44 @@ class FakeBotAPI:
         self._record_sent("sendMessageDraft", chat_id, None, params)
         return True
 
-    def _send_document(self, params: dict[str, Any]) -> dict[str, Any]:
-        """An uploaded file (multipart), kept with its name and caption; over MAX_UPLOAD_BYTES Telegram answers 413.
+    def _send_upload(self, params: dict[str, Any], kind: str) -> dict[str, Any]:
+        """An uploaded file (multipart) of `kind` (its parameter: document, photo, audio), kept with its name and
+        caption; over Telegram's limit (10 MB for a photo, else MAX_UPLOAD_BYTES) it is refused as Telegram does.
         A file_id or URL instead of an upload is refused: the fake has no files to resend."""
         chat_id = self._required(params, "chat_id")
-        upload = params.get("document")
+        upload = params.get(kind)
         if not isinstance(upload, dict):
-            raise ApiError(400, "Bad Request: the fake Bot API takes documents as multipart uploads only")
+            raise ApiError(400, f"Bad Request: the fake Bot API takes a {kind} as a multipart upload only")
+        if kind == "photo" and upload["size"] > MAX_PHOTO_BYTES:
+            raise ApiError(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
         if upload["size"] > MAX_UPLOAD_BYTES:
             raise ApiError(413, "Request Entity Too Large")
         caption = str(params.get("caption") or "")
         if utf16_len(caption) > MAX_CAPTION_LENGTH:
             raise ApiError(400, "Bad Request: message caption is too long")
         message_id = self._next_message_id(chat_id)
-        file_id = f"document-{len(self._documents) + 1}"
+        file_id = f"{kind}-{len(self._documents) + 1}"
         self._documents.append(
-            {"chat_id": chat_id, "file_name": upload["filename"], "data": upload["data"], "caption": caption}
+            {
+                "chat_id": chat_id,
+                "kind": kind,
+                "file_name": upload["filename"],
+                "data": upload["data"],
+                "caption": caption,
+            }
         )
-        document = {
-            "file_id": file_id,
-            "file_unique_id": f"u{file_id}",
-            "file_name": upload["filename"],
-            "file_size": upload["size"],
-        }
+        described = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": upload["size"]}
+        sent: Any = {
+            "document": {**described, "file_name": upload["filename"]},
+            "photo": [{**described, "width": 1, "height": 1}],
+            "audio": {**described, "duration": 0},
+        }[kind]
         message: dict[str, Any] = {
             "message_id": message_id,
             "date": int(time.time()),
             "chat": self._chat(chat_id),
             "from": self.bot_user,
-            "document": document,
+            kind: sent,
         }
         if caption:
             message["caption"] = caption

@@ -112,7 +112,7 @@ async def test_documents_are_kept_with_their_name_and_caption_up_to_50_mb(api: F
             sent = await bot.send_document(42, InputFile(b'{"a": 1}', filename="a.json"), caption="yours")
             with pytest.raises(NetworkError, match="Request Entity Too Large"):  # Telegram's 413; PTB raises this
                 await bot.send_document(42, InputFile(b"x" * (MAX_UPLOAD_BYTES + 1), filename="big.bin"))
-            with pytest.raises(BadRequest, match="multipart uploads only"):
+            with pytest.raises(BadRequest, match="multipart upload only"):
                 await bot.send_document(42, "a-file-id")
             with pytest.raises(BadRequest, match="caption is too long"):
                 await bot.send_document(42, InputFile(b"x", filename="c.txt"), caption="c" * 1025)
