@@ -49,6 +49,7 @@ class ServerConfig(BaseModel):
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = Field(default_factory=dict, repr=False)
     cwd: str | None = None
+    roots: tuple[str, ...] = ()  # folders offered as MCP roots (a per-chat server without them: its chat's folders)
     url: str | None = Field(default=None, repr=False)
     headers: Mapping[str, str] = Field(default_factory=dict, repr=False)
     disabled: StrictBool = False
@@ -75,7 +76,7 @@ class ServerConfig(BaseModel):
                 raise ValueError(f"the value of header {header!r} has surrounding spaces or control characters")
         return value
 
-    @field_validator("args", mode="before")
+    @field_validator("args", "roots", mode="before")
     @classmethod
     def _args_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -96,22 +97,27 @@ class ServerConfig(BaseModel):
                 raise ValueError("'url' must start with http:// or https://")
             if self.command or self.args or self.env or self.cwd:
                 raise ValueError("a remote server takes 'url' and 'headers', not 'command', 'args', 'env' or 'cwd'")
-        templated = [*self.args, *self.env.values(), self.cwd or ""]
+        templated = [*self.args, *self.env.values(), self.cwd or "", *self.roots]
         if any(CHAT_ID_PLACEHOLDER in text for text in templated) and self.scope != "chat":
             raise ValueError(f'{CHAT_ID_PLACEHOLDER} is only replaced in servers with "scope": "chat"')
         elsewhere = [self.command or "", self.url or "", *self.headers.values(), *self.headers, *self.env]
         if any(CHAT_ID_PLACEHOLDER in text for text in elsewhere):
-            raise ValueError(f"{CHAT_ID_PLACEHOLDER} is only replaced in 'args', 'env' values and 'cwd'")
+            raise ValueError(f"{CHAT_ID_PLACEHOLDER} is only replaced in 'args', 'env' values, 'cwd' and 'roots'")
         return self
 
     def for_chat(self, chat_id: int) -> "ServerConfig":
-        """This server's settings for one chat: `${CHAT_ID}` replaced in args, env and cwd."""
+        """This server's settings for one chat: `${CHAT_ID}` replaced in args, env, cwd and roots; without roots of
+        its own, the chat's folders (chat_paths) are its roots."""
         chat = str(chat_id)
+        roots = tuple(root.replace(CHAT_ID_PLACEHOLDER, chat) for root in self.roots) or tuple(
+            chat_paths(self, chat_id)
+        )
         return self.model_copy(
             update={
                 "args": tuple(arg.replace(CHAT_ID_PLACEHOLDER, chat) for arg in self.args),
                 "env": {key: value.replace(CHAT_ID_PLACEHOLDER, chat) for key, value in self.env.items()},
                 "cwd": self.cwd.replace(CHAT_ID_PLACEHOLDER, chat) if self.cwd else None,
+                "roots": roots or tuple(chat_paths(self, chat_id)),
             }
         )
 
@@ -193,6 +199,8 @@ def parse_servers(
         if base_dir is not None and server.command is not None:
             located = {"command": locate_command(server.command, base_dir), "cwd": locate_folder(server.cwd, base_dir)}
             server = server.model_copy(update=located)
+        if base_dir is not None and server.roots:
+            server = server.model_copy(update={"roots": tuple(locate_folder(root, base_dir) for root in server.roots)})
         servers.append(server)
     return servers
 

@@ -9,6 +9,7 @@ import enum
 import fnmatch
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,6 +17,7 @@ import anyio.abc
 import mcp_types
 import structlog
 from mcp import Client, MCPError
+from mcp.client.session import ClientRequestContext
 from mcp.client.subscriptions import SubscriptionLost
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -219,6 +221,7 @@ class ServerConnection:
                     open_transport(self.config, stderr, wire),
                     message_handler=self._on_message,
                     logging_callback=ServerLog(self.config, self._log),
+                    list_roots_callback=self._roots if self.config.roots else None,
                     log_level="info",  # 2026-07-28 servers send log messages only to requests that opt in
                     client_info=mcp_types.Implementation(name="mcpbot", version="0.1.0"),
                 ) as client:
@@ -259,6 +262,14 @@ class ServerConnection:
             reason = f"{reason}; stderr: {stderr.tail()}"
         self._set(Status.FAILED, hide_configured_secrets(reason, self.config))
         return connected
+
+    async def _roots(self, context: ClientRequestContext) -> mcp_types.ListRootsResult | mcp_types.ErrorData:
+        """The folders this server may work in (its config's `roots`; a per-chat server's: its chat's folders)."""
+        roots = [
+            mcp_types.Root.model_validate({"uri": Path(root).as_uri(), "name": Path(root).name})
+            for root in self.config.roots
+        ]
+        return mcp_types.ListRootsResult(roots=roots)
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, mcp_types.ToolListChangedNotification):
