@@ -87,6 +87,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         max_tool_argument_bytes=settings.llm_max_tool_argument_bytes,
         max_answer_chars=settings.llm_max_answer_chars,
         max_tool_result_chars=settings.mcp_tool_result_max_chars,
+        tools_share=settings.llm_tools_context_share,
     )
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(ConversationStore.open(settings.database_url, sealer(settings)))

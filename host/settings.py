@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     llm_max_tool_argument_bytes: int = Field(default=64 * 1024, ge=64)
     llm_max_response_bytes: int = Field(default=2 * 1024 * 1024, ge=4096)
     llm_max_answer_chars: int = Field(default=32_000, ge=100)
+    # past this share of LLM_MAX_CONTEXT_TOKENS the tool definitions are not sent: the model searches them
+    llm_tools_context_share: float = Field(default=0.25, gt=0, le=1)
     # crash recovery (host/telegram/recovery.py): unanswered messages younger than this are answered after a restart
     recover_window_seconds: float = Field(default=600.0, ge=0)
     # messages older than this many days are deleted by a background job (0: kept forever)

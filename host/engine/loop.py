@@ -18,6 +18,7 @@ import anyio
 import structlog
 from openai.types.chat import ChatCompletionMessageParam
 
+from host.engine import search
 from host.engine.calls import Call, CallLimits, fit, resolve
 from host.engine.cost import estimated_usage
 from host.engine.events import EngineEvent, ModelCalled, ToolFinished, ToolStarted, TurnFinished
@@ -50,6 +51,7 @@ class EngineSettings:
     max_tool_argument_bytes: int = 64 * 1024
     max_answer_chars: int = 32_000
     max_tool_result_chars: int = 16_000  # MCP_TOOL_RESULT_MAX_CHARS: a result is cut to this and to its share
+    tools_share: float = 0.25  # past this share of the context, tool definitions are found with search_tools
 
     def call_limits(self) -> CallLimits:
         return CallLimits(self.max_tool_calls_per_step, self.max_tool_calls_per_turn, self.max_tool_argument_bytes)
@@ -63,6 +65,7 @@ class _Context:
     catalogue: Catalogue
     prompt: str
     budget: int
+    search_room: int = 0  # > 0: the model gets search_tools, and found tools within this many tokens
 
 
 @dataclass(slots=True)
@@ -75,6 +78,8 @@ class _Turn:
     catalogue: Catalogue
     room: int  # tokens still free in the context for tool results
     preferences: ChatPreferences = NONE  # the chat's model and temperature (None: the client's own)
+    search_room: int = 0  # see _Context; what search_tools found is in `found`
+    found: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tool_calls: int = 0
@@ -232,7 +237,11 @@ class Engine:
     ) -> AsyncIterator[TextDelta | ReasoningDelta]:
         """One model turn: yields its deltas (text only up to max_answer_chars) and appends its Completion to
         `replies`."""
-        tools = list(turn.catalogue.tools) if with_tools and turn.catalogue.tools else None
+        tools = (
+            search.offered(turn.catalogue, turn.found, turn.search_room)
+            if with_tools and turn.catalogue.tools
+            else None
+        )
         room = self.settings.max_answer_chars
         chosen = turn.preferences
         asked = self.model.complete(turn.messages, tools, model=chosen.model, temperature=chosen.temperature)
@@ -264,17 +273,19 @@ class Engine:
         used = sum(message.token_count for message in window)
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": context.prompt}]
         messages += [_as_param(message) for message in window]
-        return _Turn(chat_id, conversation_id, messages, context.catalogue, room=max(budget - used, 0))
+        room = max(budget - used, 0)
+        return _Turn(chat_id, conversation_id, messages, context.catalogue, room, search_room=context.search_room)
 
     async def _context(self, chat_id: int, preferences: ChatPreferences) -> _Context:
         catalogue = (await self.tools.catalogue(chat_id)).without(preferences.servers_off)  # the chat's /mcp
         prompt = system_prompt(
             self.settings.system_prompt, datetime.now(UTC), catalogue.instructions, preferences.system_prompt
         )
-        budget = (
-            self.settings.max_context_tokens - self.settings.answer_tokens - count_tokens(prompt) - catalogue.tokens
-        )
-        return _Context(catalogue, prompt, budget)
+        room = int(self.settings.tools_share * self.settings.max_context_tokens)
+        searching = catalogue.tokens > room
+        tools = search.TOKENS + room if searching else catalogue.tokens
+        budget = self.settings.max_context_tokens - self.settings.answer_tokens - count_tokens(prompt) - tools
+        return _Context(catalogue, prompt, budget, room if searching else 0)
 
     def _count(self, turn: _Turn, completion: Completion, *, with_tools: bool) -> Usage:
         """Add one model call's tokens to the turn's: the server's count, or our estimate when it sends none."""
@@ -355,6 +366,8 @@ class Engine:
         media: tuple[BinaryPart, ...] = ()
         if call.arguments is None:
             content = f"Error: the arguments are not a JSON object: {call.call.arguments[:200]!r}. Call it again."
+        elif turn.search_room and call.call.name == search.NAME:
+            content, ok = search.run(turn.catalogue, turn.found, turn.search_room, call.arguments.get("query")), True
         elif call.call.name in turn.catalogue.hidden:
             content = "Error: not run: this chat turned that tool's server off (/mcp). Do without it."
         else:

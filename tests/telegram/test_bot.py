@@ -241,7 +241,7 @@ def test_commands_reset_tools_and_servers(api: FakeBotAPI, model: ScriptedModelS
     assert (hello, again) == ("seen 1", "seen 1")  # the reset dropped "hello" from the history
     assert "new conversation" in reset
     assert tools.startswith("ours\n") and "add" in tools and "echo" in tools
-    assert "model scripted-model: answering" in servers and "ours: connected, 15 tools" in servers
+    assert "model scripted-model: answering" in servers and "ours: connected, 16 tools" in servers
     assert "/reset" in start and "scripted-model" in start and "/tools" in unknown
 
 
