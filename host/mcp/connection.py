@@ -35,6 +35,8 @@ from host.mcp.wire import Wire
 
 log = structlog.get_logger("host.mcp")
 
+STDERR_DRAIN_SECONDS = 1.0
+
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
 STABLE_AFTER = 10.0  # a connection that lived this long resets the backoff
@@ -254,6 +256,8 @@ class ServerConnection:
                 stderr.close_writer()
         reason = self._lost_reason or reason
         if wire.exit_status is not None:
+            if stderr:
+                await anyio.to_thread.run_sync(stderr.drained, STDERR_DRAIN_SECONDS)  # its last words explain it
             ended = exit_text(wire.exit_status)
             reason = ended if reason.lower() == "connection closed" else f"{reason}; {ended}"
         if wire.non_json and not connected and self.config.transport == "stdio":

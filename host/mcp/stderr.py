@@ -55,6 +55,11 @@ class StderrTail:
         if not self.writer.closed:
             self.writer.close()
 
+    def drained(self, timeout: float) -> None:
+        """Wait (in a worker thread) up to `timeout` seconds for the reader to reach the end: after the child
+        exited, its last lines may still be in the pipe (a grandchild holding it open costs only the timeout)."""
+        self._thread.join(timeout)
+
     def tail(self, lines: int = 3) -> str:
         """The last few lines the server wrote, joined; empty when it wrote nothing."""
         return " | ".join(list(self._lines)[-lines:])
