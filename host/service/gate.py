@@ -1,6 +1,6 @@
 """The gate every request passes before the bot acts on it, for every front end: the one claim of an update (a
-repeated delivery is ignored), access (the blocklist, ALLOWED_USER_IDS and ALLOWED_CHAT_IDS), empty text, the daily
-token budgets, the rate limit. Admins are never refused access, budgets or limits. Values only come out; the front
+repeated delivery is ignored), access (the blocklist, ALLOWED_USER_IDS and ALLOWED_CHAT_IDS), empty text, the rate
+limit, the daily token budgets. Admins are never refused access, budgets or limits. Values only come out; the front
 end words them. Imports storage through a Protocol, the usage budgets, the rate limiter and errors.
 """
 
@@ -103,10 +103,12 @@ class Gate:
         if not turn and not await self.claim(request):
             return REPEATED
         refusal = await self._no_access(request)
-        if refusal is None and turn:
-            refusal = Refused("empty") if not request.text.strip() else await self._over_budget(request)
+        if refusal is None and turn and not request.text.strip():
+            refusal = Refused("empty")
         if refusal is None:
-            refusal = await self._over_limit(request)
+            refusal = await self._over_limit(request)  # first: a user over budget is still held to the rate
+        if refusal is None and turn:
+            refusal = await self._over_budget(request)
         if refusal is not None and turn and not await self.claim(request):
             return REPEATED
         return refusal

@@ -1,5 +1,5 @@
-"""What turns cost and who may spend more: each answered turn's tokens (the model server's count, else our
-estimate), model calls, tool calls and time, added to its user's day (UTC); the daily token budgets
+"""What turns cost and who may spend more: each turn's tokens (the model server's count, else our estimate), model
+calls and tool calls, and an answered turn's time, added to its user's day (UTC); the daily token budgets
 (USER_DAILY_TOKEN_BUDGET per user, DAILY_TOKEN_BUDGET for everyone; 0 is no budget); the values /usage and /stats
 show. Days are UTC days and budgets reset at 00:00 UTC. Imports storage's usage values and the store through a
 Protocol."""
