@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from host.engine import search
 from host.engine.llm import Completion, ToolCall
 from host.engine.llm.wire import new_call_id
 from host.mcp.registry import CatalogueEntry
@@ -69,6 +70,8 @@ def resolve(
         seen.add(call_id)
         entry = tools.get(raw.name[:200])
         server, tool = (entry.spec.server, entry.spec.name) if entry else ("?", raw.name[:200])
+        if raw.name == search.NAME:
+            server, tool = "mcpbot", search.NAME  # the bot's own tool (large catalogues)
         size = len(raw.arguments.encode())
         cut = completion.cut_at is not None and index == len(completion.tool_calls) - 1
         refusal, shown = None, True

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from host.engine import search
-from host.engine.events import TurnFinished
+from host.engine.events import ToolStarted, TurnFinished
 from host.engine.llm import ChatModel, ModelSettings
 from host.engine.loop import Engine, EngineSettings
 from host.mcp.config import parse_servers
@@ -54,5 +54,7 @@ async def test_a_large_catalogue_is_searched_and_what_is_found_is_called(
     assert len(offered(second)) <= 1 + search.MAX_RESULTS
     assert tool_results(second)[0].startswith("These tools are now callable:\nours__add: ")
     assert tool_results(third)[0].startswith("No tool matches 'zzz qqq'")
+    searched = [event for event in events if isinstance(event, ToolStarted) and event.tool == "search_tools"]
+    assert [event.server for event in searched] == ["mcpbot", "mcpbot"]  # the bot's own tool, in the preview
     finished = events[-1]
     assert isinstance(finished, TurnFinished) and finished.text == "The sum is 42."
