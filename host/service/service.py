@@ -96,7 +96,15 @@ class Service:
             raise
         if refusal is not None and refusal.reason != "repeated":
             self._counted("refused", request.user_id)
+        elif refusal is None and not turn and request.user_id is not None and request.chat_id == request.user_id:
+            await self._reachable_again(request.user_id)  # a turn does it in the transaction storing its message
         return refusal
+
+    async def _reachable_again(self, user_id: int) -> None:
+        try:
+            await self.store.broadcasts.reachable_again(user_id)
+        except StorageError as error:
+            log.warning("reachability_not_recorded", error=str(error))
 
     def refused(self, request: Request) -> None:
         """A front end refused the request itself (over its own length limits): counted as a refused message."""

@@ -178,6 +178,13 @@ class Broadcasts:
 
         return await self._transactions.write("forget old broadcasts", work)
 
+    async def reachable_again(self, user_id: int) -> None:
+        """The user wrote to the bot in private (a command): later broadcasts include them again."""
+        again = (
+            update(User).where(User.id == user_id, User.unreachable_since.is_not(None)).values(unreachable_since=None)
+        )
+        await self._transactions.write("mark the user reachable", lambda connection: connection.execute(again))
+
     async def progress(self, broadcast_id: int) -> Progress | None:
         """The broadcast's counts; None when there is no such broadcast."""
         return await self._transactions.read(

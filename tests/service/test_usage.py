@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
+from structlog.testing import capture_logs
 
 from host.engine.llm import Completion, ModelEvent, ToolCall, Usage
 from host.errors import ModelUnavailable, StorageError
 from host.service import Budgets, Request, Service, Started
 from host.service.usage import duration, seconds_to_reset, today
-from host.storage.models import AuditEntry, Broadcast, Message, UsageDay
+from host.storage.models import AuditEntry, Broadcast, Message, UsageDay, User, utcnow
 from host.storage.usage import Spent
 from tests.service.test_service import ScriptedModel, answer, service_for
 
@@ -131,3 +132,19 @@ async def test_a_turn_that_fails_after_calling_the_model_still_spends_the_budget
         assert (spent.tokens, spent.llm_calls, spent.tool_calls, spent.turns) == (1050, 1, 1, 0)
         refusal = await service.admit(Request(chat_id=1, text="again", user_id=1, update_id=2), turn=True)
         assert refusal is not None and refusal.reason == "over_budget"
+
+
+async def test_a_command_in_private_brings_a_user_who_blocked_the_bot_back_into_broadcasts(tmp_path: Path) -> None:
+    async with service_for(tmp_path, ScriptedModel()) as service:
+        async with service.store.engine.begin() as connection:
+            await connection.execute(insert(User).values(id=5, first_seen=utcnow(), unreachable_since=utcnow()))
+        group = Request(chat_id=-100, text="help", user_id=5, update_id=1)
+        assert await service.admit(group, turn=False) is None
+        assert (await service.broadcast("hi", by=None)) == Started(1, 0)  # a group command says nothing of them
+        assert await service.admit(Request(chat_id=5, text="start", user_id=5, update_id=2), turn=False) is None
+        assert (await service.broadcast("hi again", by=None)) == Started(2, 1)
+        async with service.store.engine.begin() as connection:
+            await connection.exec_driver_sql("ALTER TABLE users RENAME TO users_away")
+        with capture_logs() as logs:
+            assert await service.admit(Request(chat_id=5, text="start", user_id=5, update_id=3), turn=False) is None
+    assert [entry["event"] for entry in logs] == ["reachability_not_recorded"]
