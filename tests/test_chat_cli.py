@@ -162,12 +162,12 @@ def test_the_operator_blocks_users_sees_the_stats_and_reloads_the_servers_from_t
             seen = terminal.wait_for("Blocked.", after=seen)
             terminal.type("/block 5\n")
             seen = terminal.wait_for("Blocked already.", after=seen)
+            terminal.type("/stats\n")  # read from the database: the block shows
+            seen = terminal.wait_for("Users: 0 (1 blocked), active today: 0", after=seen)
             terminal.type("/unblock 5\n")
             seen = terminal.wait_for("Unblocked.", after=seen)
             terminal.type("/block someone\n")
             seen = terminal.wait_for("Usage: /block USER_ID", after=seen)
-            terminal.type("/stats\n")
-            seen = terminal.wait_for("Users: 0 (0 blocked), active today: 0", after=seen)
             terminal.type("/usage\n")
             seen = terminal.wait_for("Today (UTC) you used 0 tokens in 0 answers", after=seen)
             (tmp_path / "mcp_servers.json").write_text(

@@ -48,6 +48,9 @@ class CatalogueEntry:
         return {"type": "function", "function": function}  # type: ignore[typeddict-item]
 
 
+MAX_NARROWED = 64  # sets of switched-off servers whose narrowed catalogue is kept
+
+
 @dataclass(frozen=True, slots=True)
 class Catalogue:
     """What the model is offered, frozen: the tools with their model-facing names, their chat-completions form
@@ -59,6 +62,7 @@ class Catalogue:
     instructions: Mapping[str, str] = field(default_factory=dict)
     by_name: Mapping[str, CatalogueEntry] = field(default_factory=dict, compare=False)
     hidden: frozenset[str] = frozenset()  # names `without` left out: the model must not call them either
+    narrowed: dict[frozenset[str], "Catalogue"] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, entries: Iterable[CatalogueEntry], instructions: Mapping[str, str]) -> "Catalogue":
@@ -73,13 +77,19 @@ class Catalogue:
         )
 
     def without(self, servers: Collection[str]) -> "Catalogue":
-        """This catalogue less the named servers' tools and instructions (a chat's /mcp toggles)."""
-        if not servers:
+        """This catalogue less the named servers' tools and instructions (a chat's /mcp toggles); built once per
+        set of servers (counting the tokens of large definitions costs milliseconds, on every turn otherwise)."""
+        key = frozenset(servers)
+        if not key:
             return self
-        kept = [entry for entry in self.entries if entry.spec.server not in servers]
-        instructions = {name: text for name, text in self.instructions.items() if name not in servers}
-        hidden = self.hidden | {entry.name for entry in self.entries if entry.spec.server in servers}
-        return replace(Catalogue.of(kept, instructions), hidden=frozenset(hidden))
+        if key not in self.narrowed:
+            if len(self.narrowed) >= MAX_NARROWED:
+                self.narrowed.clear()
+            kept = [entry for entry in self.entries if entry.spec.server not in key]
+            instructions = {name: text for name, text in self.instructions.items() if name not in key}
+            hidden = self.hidden | {entry.name for entry in self.entries if entry.spec.server in key}
+            self.narrowed[key] = replace(Catalogue.of(kept, instructions), hidden=frozenset(hidden))
+        return self.narrowed[key]
 
     def __iter__(self) -> Iterator[CatalogueEntry]:
         return iter(self.entries)

@@ -9,16 +9,14 @@ from host.engine.events import EngineEvent, ToolFinished, ToolStarted, TurnFinis
 from host.engine.llm import ReasoningDelta, TextDelta
 from host.mcp.tools import BinaryPart
 from host.service.broadcasts import Broadcasting, BroadcastRefused, Started
-from host.service.export import ExportFiles
 from host.service.gate import Access, Refused, Request, parse_user_id
 from host.service.preferences import MAX_SYSTEM_CHARS, ChatSettingsView, SettingRefused, Who
 from host.service.queues import ChatQueues
 from host.service.service import Service
 from host.service.status import Readiness, ServerStatus, ToolInfo
-from host.service.usage import Budgets, OverBudget, Stats, UsageView
+from host.service.usage import Budgets
 from host.storage.broadcasts import Claimed, Outcome, Progress
 from host.storage.pending import Orphan
-from host.storage.usage import Spent
 
 __all__ = [
     "MAX_SYSTEM_CHARS",
@@ -31,10 +29,8 @@ __all__ = [
     "ChatSettingsView",
     "Claimed",
     "EngineEvent",
-    "ExportFiles",
     "Orphan",
     "Outcome",
-    "OverBudget",
     "Progress",
     "Readiness",
     "ReasoningDelta",
@@ -43,15 +39,12 @@ __all__ = [
     "ServerStatus",
     "Service",
     "SettingRefused",
-    "Spent",
     "Started",
-    "Stats",
     "TextDelta",
     "ToolFinished",
     "ToolInfo",
     "ToolStarted",
     "TurnFinished",
-    "UsageView",
     "Who",
     "parse_user_id",
 ]

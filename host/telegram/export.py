@@ -5,12 +5,12 @@ is ever posted where others read it. Imports the service, PTB and send only."""
 from datetime import UTC, datetime
 
 import structlog
-from telegram import Bot, InputFile
+from telegram import Bot
 from telegram.error import Forbidden, TelegramError
 
 from host.service import Service
 from host.telegram.incoming import Incoming
-from host.telegram.send import Target, send_html
+from host.telegram.send import Target, send_file, send_html
 
 log = structlog.get_logger("host.telegram")
 
@@ -18,7 +18,6 @@ ONLY_PRIVATE = "Send /export in a private chat with me: I send your history only
 NOTHING = "There is nothing to export: I keep no messages of yours."
 NOT_SENT = "⚠️ I could not send your export: Telegram did not take the file. Please try /export again later."
 CAPTION = {"json": "Your conversations as JSON (schema in the file).", "md": "Your conversations, to read."}
-UPLOAD_SECONDS = 120.0  # a file of up to MAX_EXPORT_BYTES on a slow link
 
 
 async def send_export(service: Service, bot: Bot, message: Incoming, target: Target) -> None:
@@ -33,14 +32,7 @@ async def send_export(service: Service, bot: Bot, message: Incoming, target: Tar
     stem = f"mcpbot-export-{message.user_id}-{datetime.now(UTC).date().isoformat()}"
     try:
         for suffix, data in (("json", files.json), ("md", files.markdown)):
-            await bot.send_document(
-                target.chat_id,
-                InputFile(data, filename=f"{stem}.{suffix}"),
-                caption=CAPTION[suffix],
-                message_thread_id=target.thread_id,
-                write_timeout=UPLOAD_SECONDS,
-                read_timeout=UPLOAD_SECONDS,
-            )
+            await send_file(bot, target, "document", data, f"{stem}.{suffix}", CAPTION[suffix])
     except Forbidden:
         raise  # the user blocked the bot: nobody to tell
     except TelegramError as error:

@@ -6,11 +6,11 @@ saw a short description of them."""
 import mimetypes
 
 import structlog
-from telegram import Bot, InputFile
+from telegram import Bot
 from telegram.error import Forbidden, TelegramError
 
 from host.service import BinaryPart
-from host.telegram.send import Target
+from host.telegram.send import MAX_UPLOAD_BYTES, FileKind, Target, send_file
 
 log = structlog.get_logger("host.telegram")
 
@@ -18,25 +18,17 @@ MAX_PER_TURN = 10
 PHOTO_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 AUDIO_TYPES = frozenset({"audio/mpeg", "audio/mp3", "audio/mp4", "audio/m4a", "audio/x-m4a"})
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-UPLOAD_SECONDS = 120.0
 
 
 async def send_media(bot: Bot, target: Target, media: list[BinaryPart]) -> None:
     for number, part in enumerate(media[:MAX_PER_TURN], start=1):
-        name = _file_name(part, number)
         if len(part.data) > MAX_UPLOAD_BYTES:
             log.info("media_not_sent", reason="over Telegram's 50 MB", mime_type=part.mime_type, size=part.size)
             continue
-        upload = InputFile(part.data, filename=name)
-        chat, thread, wait = target.chat_id, target.thread_id, UPLOAD_SECONDS
+        photo = part.mime_type in PHOTO_TYPES and len(part.data) <= MAX_PHOTO_BYTES
+        kind: FileKind = "photo" if photo else "audio" if part.mime_type in AUDIO_TYPES else "document"
         try:
-            if part.mime_type in PHOTO_TYPES and len(part.data) <= MAX_PHOTO_BYTES:
-                await bot.send_photo(chat, upload, message_thread_id=thread, write_timeout=wait, read_timeout=wait)
-            elif part.mime_type in AUDIO_TYPES:
-                await bot.send_audio(chat, upload, message_thread_id=thread, write_timeout=wait, read_timeout=wait)
-            else:
-                await bot.send_document(chat, upload, message_thread_id=thread, write_timeout=wait, read_timeout=wait)
+            await send_file(bot, target, kind, part.data, _file_name(part, number))
         except Forbidden:
             raise  # the user blocked the bot: nobody to send the rest to
         except TelegramError as error:

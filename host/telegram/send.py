@@ -8,11 +8,11 @@ import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 import structlog
-from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram import Bot, InlineKeyboardMarkup, InputFile, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 from telegram.warnings import PTBDeprecationWarning
@@ -25,6 +25,9 @@ ATTEMPTS = 5
 MAX_FLOOD_WAIT = 300.0  # seconds; a longer retry_after fails the send instead of holding the chat this long
 NETWORK_BACKOFF = 1.0
 
+UPLOAD_SECONDS = 120.0  # to write and read back a file of up to MAX_UPLOAD_BYTES on a slow link
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload (20 MB less for a photo, see telegram/media.py)
+FileKind = Literal["document", "photo", "audio"]
 T = TypeVar("T")
 
 
@@ -128,3 +131,23 @@ async def edit_html(bot: Bot, target: Target, message_id: int, html: str, *, pat
         log.info("telegram_edit_failed", chat_id=target.chat_id, error=error.message)
         return False
     return True
+
+
+async def send_file(
+    bot: Bot, target: Target, kind: FileKind, data: bytes, filename: str, caption: str | None = None
+) -> None:
+    """sendDocument, sendPhoto or sendAudio of bytes as an upload, with UPLOAD_SECONDS to write and read; one try
+    (a failure raises the TelegramError)."""
+    upload, chat, thread, wait = InputFile(data, filename=filename), target.chat_id, target.thread_id, UPLOAD_SECONDS
+    if kind == "photo":
+        await bot.send_photo(
+            chat, upload, caption=caption, message_thread_id=thread, write_timeout=wait, read_timeout=wait
+        )
+    elif kind == "audio":
+        await bot.send_audio(
+            chat, upload, caption=caption, message_thread_id=thread, write_timeout=wait, read_timeout=wait
+        )
+    else:
+        await bot.send_document(
+            chat, upload, caption=caption, message_thread_id=thread, write_timeout=wait, read_timeout=wait
+        )

@@ -46,6 +46,8 @@ async def test_a_large_catalogue_is_searched_and_what_is_found_is_called(
             assert catalogue.tokens > settings.tools_share * settings.max_context_tokens  # too large to send whole
             assert search.search(catalogue, "ADD numbers")[0].name == "ours__add"  # a name's word ranks first
             assert search.search(catalogue, "x") == search.search(catalogue, "") == []  # no word of 2 letters
+            narrowed = catalogue.without(["ours"])  # a chat's /mcp off: built once, then reused on every turn
+            assert len(narrowed) == 0 and "ours__add" in narrowed.hidden and narrowed is catalogue.without({"ours"})
             engine = Engine(model, registry, store, settings)
             events = [event async for event in engine.turn(1, "add 2 and 40", user_id=1)]
     first, second, third = model_server.bodies
